@@ -1,0 +1,354 @@
+"""Tasks with verifiers: problems, prompts, 0/1 rewards and (where possible) a step checker.
+
+A task yields prompts with a checkable answer and may also return the index of the first
+wrong thought of a chain: the step checker that makes the oracle reset possible
+(DESIGN.md section 4, "Tasks"). Sources:
+
+* ``"arith"``: built-in procedural multi-step arithmetic, one operation per thought, with an
+  exact step checker (:class:`ArithTask`);
+* ``"rg:<dataset>"``: a reasoning-gym procedural dataset scored with its own ``score_answer``
+  (:class:`ReasoningGymTask`);
+* a ``.jsonl`` / ``.parquet`` path with ``question`` / ``answer`` columns, GSM8K/MATH style,
+  compared after number normalisation (:class:`FileTask`).
+
+Train and test splits are disjoint by construction: a problem belongs to the test split iff
+a hash of its question falls in the test bucket (1 in 5), so the same question can never be
+drawn in both.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from .thoughts import DEFAULT_FORMAT, ThoughtFormat
+
+SPLITS = ("train", "test")
+
+
+@dataclass
+class Problem:
+    """One problem: an id, the question text, the reference answer and task-specific metadata."""
+
+    id: str
+    question: str
+    answer: str
+    meta: dict = field(default_factory=dict)
+
+
+def _in_split(question: str, split: str) -> bool:
+    """Deterministic disjoint split: test iff sha256(question) mod 5 == 0."""
+    if split not in SPLITS:
+        raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+    h = int(hashlib.sha256(question.encode()).hexdigest()[:8], 16)
+    return (h % 5 == 0) == (split == "test")
+
+
+def _check_n_seed(n, seed):
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"n: expected a non-negative int, got {n!r}")
+    if not isinstance(seed, int):
+        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+
+
+# ------------------------------------------------------------------ normalisation
+_NUM_CLEAN = re.compile(r"\\!|\\,|\\ |\\%|%|\$|\\\$|,|\s")
+
+
+def normalize_answer(s: str) -> str:
+    """Canonical text of an answer: strip ``\\text{}``, ``$``, thousands commas, spaces, a trailing
+    period; numbers (integers, decimals, ``a/b``, ``\\frac{a}{b}``) become an exact reduced fraction
+    string (``"0.50"``, ``"1/2"`` and ``"\\frac{1}{2}"`` all give ``"1/2"``; ``"3.0"`` gives ``"3"``)."""
+    s = s.strip()
+    s = re.sub(r"\\text\{([^}]*)\}", r"\1", s)
+    s = re.sub(r"\\(?:d|t)?frac\{([^{}]+)\}\{([^{}]+)\}", r"\1/\2", s)
+    s = _NUM_CLEAN.sub("", s).rstrip(".")
+    if s.startswith("+"):
+        s = s[1:]
+    try:
+        if "/" in s:
+            a, b = s.split("/")
+            q = Fraction(Fraction(a), Fraction(b))
+        else:
+            q = Fraction(s)
+    except (ValueError, ZeroDivisionError):
+        return s.lower()
+    return str(q.numerator) if q.denominator == 1 else f"{q.numerator}/{q.denominator}"
+
+
+def answers_match(pred: str | None, gold: str) -> bool:
+    """True iff both answers normalise to the same text (see :func:`normalize_answer`)."""
+    return pred is not None and normalize_answer(pred) == normalize_answer(gold)
+
+
+# ------------------------------------------------------------------------- base
+class Task:
+    """Base class. Subclasses set ``name`` and implement :meth:`_generate`."""
+
+    name: str = "task"
+    has_step_checker: bool = False
+
+    def __init__(self, fmt: ThoughtFormat = DEFAULT_FORMAT):
+        if not isinstance(fmt, ThoughtFormat):
+            raise TypeError(f"fmt: expected a ThoughtFormat, got {type(fmt).__name__}")
+        self.fmt = fmt
+
+    def sample(self, n: int, seed: int, split: str = "train") -> list[Problem]:
+        """``n`` problems of ``split``, a deterministic function of ``(n, seed, split)``."""
+        raise NotImplementedError
+
+    def prompt(self, problem: Problem) -> str:
+        """Text given to the model; the response starts right after it."""
+        if self.fmt.compact_prompts:
+            return f"Q:{problem.question}\n"
+        return (f"{problem.question}\n\nSolve step by step. End every step with {self.fmt.delimiter} and "
+                f"put the final answer in {self.fmt.box('...')}.\n\n")
+
+    def answer_correct(self, problem: Problem, answer: str) -> bool:
+        return answers_match(answer, problem.answer)
+
+    def reward(self, problem: Problem, response: str) -> float:
+        """1.0 iff the response's last answer is correct; 0.0 when wrong or absent."""
+        ans = self.fmt.extract_answer(response)
+        if ans is None:
+            return 0.0
+        return 1.0 if self.answer_correct(problem, ans) else 0.0
+
+    def first_error(self, problem: Problem, thoughts: list[str]) -> int | None:
+        """1-based index of the first wrong thought, None if none is found."""
+        raise NotImplementedError(f"task {self.name!r} has no step checker (has_step_checker=False)")
+
+
+# ------------------------------------------------------------------------ arith
+_EQ_RE = re.compile(r"(-?\d+)\s*([-+*x\u00d7])\s*(-?\d+)\s*=\s*(-?\d+)")
+_OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+
+
+class ArithTask(Task):
+    """Procedural multi-step arithmetic ``t0 o1 t1 o2 t2 ...`` evaluated left to right, one operation
+    per thought (``"3+5=8"``, ``"8-2=6"``, ...), then the answer thought (``box(6)``).
+
+    Step checker (exact): thought ``i`` may contain equations ``a o b = c``; the ``s``-th equation
+    of the chain is right iff ``a`` is the running value, ``o`` and ``b`` are the ``s``-th operation
+    and operand and ``c = a o b``. A thought with an answer is wrong iff the answer is not the final
+    value. Thoughts with neither are neutral. The first wrong thought is returned.
+    """
+
+    name = "arith"
+    has_step_checker = True
+
+    def __init__(self, fmt: ThoughtFormat = DEFAULT_FORMAT, *, min_terms: int = 3, max_terms: int = 5,
+                 digits: int = 1, ops: str = "+-"):
+        super().__init__(fmt)
+        if not (isinstance(min_terms, int) and isinstance(max_terms, int) and 2 <= min_terms <= max_terms):
+            raise ValueError(f"terms: expected ints 2 <= min_terms <= max_terms, got {min_terms}, {max_terms}")
+        if not isinstance(digits, int) or not 1 <= digits <= 6:
+            raise ValueError(f"digits: expected an int in [1, 6], got {digits!r}")
+        if not ops or set(ops) - set(_OPS):
+            raise ValueError(f"ops: expected a non-empty string over {''.join(_OPS)!r}, got {ops!r}")
+        self.min_terms, self.max_terms, self.digits, self.ops = min_terms, max_terms, digits, ops
+
+    def settings(self) -> dict:
+        return {"min_terms": self.min_terms, "max_terms": self.max_terms, "digits": self.digits, "ops": self.ops}
+
+    def make_problem(self, terms: list[int], ops: list[str]) -> Problem:
+        """Problem for ``terms[0] ops[0] terms[1] ...`` (left to right)."""
+        q = str(terms[0]) + "".join(f"{o}{t}" for o, t in zip(ops, terms[1:]))
+        v, values = terms[0], []
+        for o, t in zip(ops, terms[1:]):
+            v = _OPS[o](v, t)
+            values.append(v)
+        return Problem(id=f"arith:{q}", question=q, answer=str(v),
+                       meta={"terms": list(terms), "ops": list(ops), "values": values})
+
+    def sample(self, n: int, seed: int, split: str = "train") -> list[Problem]:
+        _check_n_seed(n, seed)
+        rng = random.Random(f"arith:{seed}:{split}")
+        out = []
+        hi = 10 ** self.digits - 1
+        for _ in range(1000 * n + 1000):
+            if len(out) == n:
+                return out
+            k = rng.randint(self.min_terms, self.max_terms)
+            p = self.make_problem([rng.randint(0, hi) for _ in range(k)], [rng.choice(self.ops) for _ in range(k - 1)])
+            if _in_split(p.question, split):
+                out.append(p)
+        raise ValueError(f"sample: could not draw {n} {split} problems at this difficulty ({self.settings()})")
+
+    def solution(self, problem: Problem) -> list[str]:
+        """Canonical thought chain: one ``a o b = c`` per operation, then the boxed answer."""
+        m = problem.meta
+        prev = [m["terms"][0]] + m["values"][:-1]
+        steps = [f"{a}{o}{b}={c}" for a, o, b, c in zip(prev, m["ops"], m["terms"][1:], m["values"])]
+        return steps + [self.fmt.box(problem.answer)]
+
+    def corrupt(self, problem: Problem, step: int, rng: random.Random) -> list[str]:
+        """A chain whose FIRST wrong thought is ``step`` (1-based; ``step = n_ops + 1`` corrupts only the
+        answer): a wrong result (70%) or a wrong operand (30%) at ``step``, later steps computed
+        correctly from the wrong value. Used for localization training and checker tests."""
+        m = problem.meta
+        n_ops = len(m["ops"])
+        if not 1 <= step <= n_ops + 1:
+            raise ValueError(f"step: expected 1..{n_ops + 1}, got {step}")
+        v, steps = m["terms"][0], []
+        for i, (o, b) in enumerate(zip(m["ops"], m["terms"][1:]), 1):
+            a = v
+            if i == step:
+                if rng.random() < 0.3:
+                    b = b + rng.choice([d for d in (-2, -1, 1, 2) if b + d >= 0])
+                    c = _OPS[o](a, b)
+                else:
+                    c = _OPS[o](a, b) + rng.choice([-2, -1, 1, 2, 10, -10])
+            else:
+                c = _OPS[o](a, b)
+            steps.append(f"{a}{o}{b}={c}")
+            v = c
+        if step == n_ops + 1:
+            v = v + rng.choice([-2, -1, 1, 2])
+        return steps + [self.fmt.box(str(v))]
+
+    def first_error(self, problem: Problem, thoughts: list[str]) -> int | None:
+        m = problem.meta
+        terms, ops, final = m["terms"], m["ops"], int(problem.answer)
+        v, s = terms[0], 0
+        for i, t in enumerate(thoughts, 1):
+            body = t
+            ans = self.fmt.extract_answer(t)
+            if ans is not None:  # check equations before the answer marker only
+                body = t[: t.rfind(self.fmt.answer_open)]
+            for a, o, b, c in _EQ_RE.findall(body):
+                o = "*" if o in "x\u00d7" else o
+                if s >= len(ops) or int(a) != v or o != ops[s] or int(b) != terms[s + 1] \
+                        or int(c) != _OPS[o](v, terms[s + 1]):
+                    return i
+                v, s = int(c), s + 1
+            if ans is not None and not answers_match(ans, str(final)):
+                return i
+        return None
+
+
+# ---------------------------------------------------------------- reasoning-gym
+class ReasoningGymTask(Task):
+    """Adapter over a reasoning-gym procedural dataset ``rg:<name>``; reward = 1 iff the dataset's own
+    ``score_answer`` gives at least 0.99 for the extracted answer. ``dataset_kw`` go to
+    ``reasoning_gym.create_dataset``."""
+
+    def __init__(self, dataset: str, fmt: ThoughtFormat = DEFAULT_FORMAT, **dataset_kw):
+        super().__init__(fmt)
+        import reasoning_gym
+        from reasoning_gym.factory import DATASETS
+
+        if dataset not in DATASETS:
+            raise ValueError(f"rg dataset: expected one of {sorted(DATASETS)}, got {dataset!r}")
+        self._rg = reasoning_gym
+        self.dataset, self.dataset_kw = dataset, dataset_kw
+        self.name = f"rg:{dataset}"
+        # score_answer depends on the entry only; one small instance scores every problem
+        self._scorer = reasoning_gym.create_dataset(dataset, seed=0, size=1, **dataset_kw)
+
+    def sample(self, n: int, seed: int, split: str = "train") -> list[Problem]:
+        _check_n_seed(n, seed)
+        _in_split("", split)
+        out, chunk, offset = [], max(8, 2 * n if split == "train" else 6 * n), 0
+        while len(out) < n:
+            if offset > 50 * n + 1000:
+                raise ValueError(f"sample: rg:{self.dataset} yields too few distinct {split} problems")
+            ds_seed = (seed * 1_000_003 + offset) % (2 ** 31)
+            ds = self._rg.create_dataset(self.dataset, seed=ds_seed, size=chunk, **self.dataset_kw)
+            for j in range(len(ds)):
+                e = ds[j]
+                if _in_split(e["question"], split):
+                    pid = f"{self.name}:{ds_seed}:{j}"
+                    out.append(Problem(id=pid, question=e["question"], answer=str(e["answer"]), meta={"entry": e}))
+                    if len(out) == n:
+                        break
+            offset += 1
+        return out
+
+    def answer_correct(self, problem: Problem, answer: str) -> bool:
+        if "entry" not in problem.meta:
+            return answers_match(answer, problem.answer)
+        try:
+            return float(self._scorer.score_answer(answer, problem.meta["entry"])) >= 0.99
+        except Exception:  # a scorer that chokes on malformed model output scores 0
+            return False
+
+
+# -------------------------------------------------------------------- file task
+def _gold_from_solution(ans: str, fmt: ThoughtFormat) -> str:
+    """GSM8K ``"... #### 72"`` -> ``"72"``; MATH ``"... \\boxed{x}"`` -> ``"x"``; otherwise unchanged."""
+    if "####" in ans:
+        return ans.split("####")[-1].strip()
+    if "\\boxed{" in ans:
+        return DEFAULT_FORMAT.extract_answer(ans) or ans
+    return ans.strip()
+
+
+class FileTask(Task):
+    """Local ``.jsonl`` or ``.parquet`` file with ``question`` and ``answer`` fields (GSM8K / MATH style);
+    the answer comparison normalises numbers (:func:`normalize_answer`)."""
+
+    def __init__(self, path: str | Path, fmt: ThoughtFormat = DEFAULT_FORMAT, *,
+                 question_key: str = "question", answer_key: str = "answer"):
+        super().__init__(fmt)
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"task file: {str(path)!r} does not exist")
+        if path.suffix == ".jsonl":
+            rows = []
+            for ln, line in enumerate(path.read_text().splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise ValueError(f"task file {path}: line {ln} is not JSON ({e})") from None
+        elif path.suffix == ".parquet":
+            import pandas as pd
+
+            rows = pd.read_parquet(path).to_dict("records")
+        else:
+            raise ValueError(f"task file: expected a .jsonl or .parquet path, got {str(path)!r}")
+        if not rows:
+            raise ValueError(f"task file {path}: the dataset is empty")
+        for i, r in enumerate(rows):
+            if question_key not in r or answer_key not in r:
+                raise ValueError(f"task file {path}: row {i} lacks {question_key!r} or {answer_key!r} "
+                                 f"(has {sorted(r)})")
+        self.name = str(path)
+        self.problems = [Problem(id=f"{path.name}:{i}", question=str(r[question_key]),
+                                 answer=_gold_from_solution(str(r[answer_key]), fmt), meta={"row": i})
+                         for i, r in enumerate(rows)]
+
+    def sample(self, n: int, seed: int, split: str = "train") -> list[Problem]:
+        """``n`` problems of ``split`` drawn without replacement while possible, then cycled."""
+        _check_n_seed(n, seed)
+        pool = [p for p in self.problems if _in_split(p.question, split)]
+        if not pool:
+            raise ValueError(f"sample: task file {self.name} has no {split} problems "
+                             f"({len(self.problems)} rows; 1 in 5 goes to test by question hash)")
+        rng = random.Random(f"file:{seed}:{split}")
+        out = []
+        while len(out) < n:
+            rng.shuffle(pool)
+            out += pool[: n - len(out)]
+        return out
+
+
+def get_task(name_or_path: str, **kw) -> Task:
+    """``"arith"`` (kw: fmt, min_terms, max_terms, digits, ops), ``"rg:<dataset>"`` (kw: fmt and
+    create_dataset options) or a ``.jsonl`` / ``.parquet`` path (kw: fmt, question_key, answer_key).
+    Pass ``fmt=policy.fmt`` so prompts and answers use the policy's markers."""
+    if not isinstance(name_or_path, (str, Path)):
+        raise TypeError(f"name_or_path: expected a str, got {type(name_or_path).__name__}")
+    s = str(name_or_path)
+    if s == "arith":
+        return ArithTask(**kw)
+    if s.startswith("rg:"):
+        return ReasoningGymTask(s[3:], **kw)
+    if s.endswith((".jsonl", ".parquet")):
+        return FileTask(s, **kw)
+    raise ValueError(f"task: expected 'arith', 'rg:<reasoning-gym dataset>' or a .jsonl/.parquet path, got {s!r}")
