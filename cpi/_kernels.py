@@ -1,0 +1,315 @@
+"""Private numba kernels for tabular MDPs.
+
+Plain loops over the CSR arrays of ``P`` (shape ``(S*A, S)``, row ``s*A + a``). They never
+validate: the public layer (``cpi.mdp``, ``cpi.exact``, ``cpi.sampling``) checks and converts
+its inputs to contiguous float64 / integer arrays before calling them. Each kernel has a
+plain-NumPy reference in the tests.
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+# ---------------------------------------------------------------------------------------
+# Structure: proper policies, topological order
+# ---------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def forced_termination(csc_indptr, csc_rows, S, A, terminal):
+    """States from which *every* policy reaches a terminal state with probability 1.
+
+    Least fixed point ``W = T ∪ {s : every action has a successor in W}`` computed by
+    back-propagation over the transpose of ``P`` (``csc_*``: column ``w`` lists the rows
+    ``s*A + a`` with ``P[s*A + a, w] > 0``). O(nnz).
+    """
+    in_w = terminal.copy()
+    hit = np.zeros(S * A, np.bool_)
+    count = np.zeros(S, np.int64)
+    stack = np.empty(S, np.int64)
+    top = 0
+    for s in range(S):
+        if terminal[s]:
+            stack[top] = s
+            top += 1
+    while top > 0:
+        top -= 1
+        w = stack[top]
+        for k in range(csc_indptr[w], csc_indptr[w + 1]):
+            row = csc_rows[k]
+            if hit[row]:
+                continue
+            hit[row] = True
+            s = row // A
+            if in_w[s]:
+                continue
+            count[s] += 1
+            if count[s] == A:
+                in_w[s] = True
+                stack[top] = s
+                top += 1
+    return in_w
+
+
+@nb.njit(cache=True)
+def topological_order(indptr, indices, S, A, terminal):
+    """Kahn's algorithm on the graph ``s -> s'`` (any action, ``P > 0``), terminal rows left out.
+
+    Returns ``(order, n)``; the graph is a DAG iff ``n == S``. A non-terminal self-loop is a
+    cycle. O(nnz).
+    """
+    indeg = np.zeros(S, np.int64)
+    for s in range(S):
+        if terminal[s]:
+            continue
+        for k in range(indptr[s * A], indptr[(s + 1) * A]):
+            indeg[indices[k]] += 1
+    order = np.empty(S, np.int64)
+    head = 0
+    tail = 0
+    for s in range(S):
+        if indeg[s] == 0:
+            order[tail] = s
+            tail += 1
+    while head < tail:
+        s = order[head]
+        head += 1
+        if terminal[s]:
+            continue
+        for k in range(indptr[s * A], indptr[(s + 1) * A]):
+            j = indices[k]
+            indeg[j] -= 1
+            if indeg[j] == 0:
+                order[tail] = j
+                tail += 1
+    return order, tail
+
+
+# ---------------------------------------------------------------------------------------
+# Exact quantities
+# ---------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def dag_value(order, indptr, indices, data, R, pi, gamma, terminal, A, V):
+    """Backward pass in reverse topological order: ``V(s) = sum_a pi(a|s) (R + gamma P V)``."""
+    S = V.shape[0]
+    for i in range(S - 1, -1, -1):
+        s = order[i]
+        if terminal[s]:
+            V[s] = 0.0
+            continue
+        v = 0.0
+        for a in range(A):
+            p = pi[s, a]
+            if p == 0.0:
+                continue
+            row = s * A + a
+            acc = 0.0
+            for k in range(indptr[row], indptr[row + 1]):
+                acc += data[k] * V[indices[k]]
+            v += p * (R[s, a] + gamma * acc)
+        V[s] = v
+
+
+@nb.njit(cache=True)
+def dag_optimal(order, indptr, indices, data, R, gamma, terminal, A, V, act):
+    """Backward pass with a max: ``V*(s) = max_a (R + gamma P V*)``, first maximiser in ``act``."""
+    S = V.shape[0]
+    for i in range(S - 1, -1, -1):
+        s = order[i]
+        act[s] = 0
+        if terminal[s]:
+            V[s] = 0.0
+            continue
+        best = -np.inf
+        for a in range(A):
+            row = s * A + a
+            acc = 0.0
+            for k in range(indptr[row], indptr[row + 1]):
+                acc += data[k] * V[indices[k]]
+            q = R[s, a] + gamma * acc
+            if q > best:
+                best = q
+                act[s] = a
+        V[s] = best
+
+
+@nb.njit(cache=True)
+def dag_visits(order, indptr, indices, data, pi, gamma, terminal, A, m):
+    """Forward pass in topological order: discounted visit mass, ``m`` starts as ``mu``.
+
+    Terminal states only receive mass (their absorbing self-loop is handled by the caller).
+    """
+    S = m.shape[0]
+    for i in range(S):
+        s = order[i]
+        if terminal[s]:
+            continue
+        ms = m[s]
+        if ms == 0.0:
+            continue
+        for a in range(A):
+            w = ms * pi[s, a] * gamma
+            if w == 0.0:
+                continue
+            row = s * A + a
+            for k in range(indptr[row], indptr[row + 1]):
+                m[indices[k]] += w * data[k]
+
+
+@nb.njit(cache=True, parallel=True)
+def q_from_v(indptr, indices, data, R, gamma, V, Q):
+    """``Q[s, a] = R[s, a] + gamma * sum_j P[s*A+a, j] V[j]`` (parallel over states)."""
+    S, A = R.shape
+    for s in nb.prange(S):
+        for a in range(A):
+            row = s * A + a
+            acc = 0.0
+            for k in range(indptr[row], indptr[row + 1]):
+                acc += data[k] * V[indices[k]]
+            Q[s, a] = R[s, a] + gamma * acc
+
+
+@nb.njit(cache=True, parallel=True)
+def bellman_sweep(indptr, indices, data, R, gamma, V, V_out, act_out):
+    """One value-iteration sweep: ``V_out(s) = max_a R + gamma P V``, argmax in ``act_out``."""
+    S, A = R.shape
+    for s in nb.prange(S):
+        best = -np.inf
+        besta = 0
+        for a in range(A):
+            row = s * A + a
+            acc = 0.0
+            for k in range(indptr[row], indptr[row + 1]):
+                acc += data[k] * V[indices[k]]
+            q = R[s, a] + gamma * acc
+            if q > best:
+                best = q
+                besta = a
+        V_out[s] = best
+        act_out[s] = besta
+
+
+# ---------------------------------------------------------------------------------------
+# Sampling (serial: numba's per-thread RNG, seeded inside the kernel, is reproducible)
+# ---------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def _draw(cdf):
+    u = np.random.random() * cdf[-1]
+    lo = 0
+    hi = cdf.shape[0] - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cdf[mid] > u:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@nb.njit(cache=True)
+def _draw_action(pi, s, A):
+    u = np.random.random()
+    acc = 0.0
+    last = 0
+    for a in range(A):
+        p = pi[s, a]
+        if p > 0.0:
+            last = a
+            acc += p
+            if u < acc:
+                return a
+    return last
+
+
+@nb.njit(cache=True)
+def _draw_next(indptr, indices, data, row):
+    u = np.random.random()
+    acc = 0.0
+    lo = indptr[row]
+    hi = indptr[row + 1]
+    for k in range(lo, hi):
+        acc += data[k]
+        if u < acc:
+            return indices[k]
+    return indices[hi - 1]
+
+
+@nb.njit(cache=True)
+def rollouts(indptr, indices, data, R, pi, gamma, terminal, starts, first_actions,
+             geometric, max_steps, seed, returns, lengths):
+    """Monte-Carlo returns from given start states (and optional forced first actions).
+
+    ``first_actions[i] < 0`` means "follow pi from the start". With ``geometric`` the episode
+    stops after each step with probability ``1 - gamma`` and the *undiscounted* sum is
+    returned (an unbiased estimate of the discounted value); otherwise rewards are
+    discounted and the episode runs to a terminal state or ``max_steps``.
+    Returns the total number of environment steps.
+    """
+    np.random.seed(seed)
+    A = R.shape[1]
+    total = 0
+    for i in range(starts.shape[0]):
+        s = starts[i]
+        G = 0.0
+        disc = 1.0
+        t = 0
+        while t < max_steps and not terminal[s]:
+            if t == 0 and first_actions[i] >= 0:
+                a = first_actions[i]
+            else:
+                a = _draw_action(pi, s, A)
+            G += disc * R[s, a]
+            s = _draw_next(indptr, indices, data, s * A + a)
+            t += 1
+            if geometric:
+                if np.random.random() >= gamma:
+                    break
+            else:
+                disc *= gamma
+        returns[i] = G
+        lengths[i] = t
+        total += t
+    return total
+
+
+@nb.njit(cache=True)
+def occupancy_states(indptr, indices, data, pi, gamma, terminal, start_cdf, n, horizon,
+                     seed, out):
+    """Draw ``n`` states from ``d_{pi,mu}``; returns the environment steps used.
+
+    ``gamma < 1``: run for a Geometric(1 - gamma) time T (P(T = t) = (1-gamma) gamma^t) and
+    return s_T (a terminal state absorbs). ``gamma == 1`` (episodic, lengths <= horizon):
+    draw t uniform in [0, horizon), run t steps, reject if the episode ended first; the
+    accepted s_t has law ``E[visits(s)] / E[length]``.
+    """
+    np.random.seed(seed)
+    A = pi.shape[1]
+    total = 0
+    got = 0
+    while got < n:
+        s = _draw(start_cdf)
+        if gamma < 1.0:
+            while np.random.random() < gamma and not terminal[s]:
+                a = _draw_action(pi, s, A)
+                s = _draw_next(indptr, indices, data, s * A + a)
+                total += 1
+            out[got] = s
+            got += 1
+        else:
+            t = np.random.randint(0, horizon)
+            ok = not terminal[s]
+            for _ in range(t):
+                a = _draw_action(pi, s, A)
+                s = _draw_next(indptr, indices, data, s * A + a)
+                total += 1
+                if terminal[s]:
+                    ok = False
+                    break
+            if ok:
+                out[got] = s
+                got += 1
+    return total

@@ -1,0 +1,231 @@
+"""Exact values, advantages and occupancies of tabular policies.
+
+Conventions (DESIGN.md section 3):
+
+* ``V^pi(s) = E[sum_t gamma^t R(s_t, a_t) | s_0 = s]`` (unnormalised), ``Q = R + gamma P V``,
+  advantage ``A = Q - V``.
+* occupancy ``d_{pi,mu}(s) = (1 - gamma) sum_t gamma^t Pr(s_t = s | s_0 ~ mu, pi)``, a
+  normalised distribution; for ``gamma == 1`` (episodic) it is expected visits to
+  non-terminal states divided by the expected episode length.
+* ``effective_horizon = 1/(1-gamma)``, or the expected episode length when ``gamma == 1``,
+  so that the performance-difference lemma reads, for both cases,
+  ``V^{pi2}(mu) - V^{pi}(mu) = H_{pi2,mu} * E_{s~d_{pi2,mu}} E_{a~pi2}[A_pi(s,a)]``.
+
+Dispatch: DAG MDPs use linear-time backward/forward passes; small MDPs a dense solve;
+large cyclic ones a Krylov solve (BiCGSTAB on ``I - gamma P_pi``, with a residual check and
+a sparse direct fallback) - repeated sweeps are far slower (see BENCHMARKS.md).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from . import _kernels as K
+from .mdp import TabularMDP
+
+DENSE_MAX_S = 1500  # below this, np.linalg.solve is exact and fast
+KRYLOV_RTOL = 1e-13
+
+
+class Evaluation(NamedTuple):
+    """Value of a policy and its occupancy from a start distribution."""
+
+    V: np.ndarray  # (S,)
+    d: np.ndarray  # (S,)
+    horizon: float  # effective horizon H_{pi,mu}
+
+
+# ----------------------------------------------------------------------------- helpers
+def policy_matrix(mdp: TabularMDP, pi: np.ndarray) -> sp.csr_matrix:
+    """``P_pi`` (S, S) with terminal rows zeroed: ``P_pi[s] = sum_a pi(a|s) P(.|s,a)``.
+
+    Built in O(nnz) by reusing the CSR arrays of ``P`` (the ``A`` rows of a state are
+    concatenated; duplicate columns are summed by the mat-vec).
+    """
+    P = mdp.P
+    w = np.repeat(pi.ravel(), np.diff(P.indptr))
+    keep = np.repeat(~mdp.terminal, mdp.A)
+    w = w * np.repeat(keep, np.diff(P.indptr))
+    M = sp.csr_matrix((P.data * w, P.indices, P.indptr[:: mdp.A].copy()),
+                      shape=(mdp.S, mdp.S))
+    return M
+
+
+def _solve(mdp: TabularMDP, Ppi: sp.csr_matrix, b: np.ndarray, transpose: bool) -> np.ndarray:
+    """Solve ``(I - gamma P_pi) x = b`` (or the transposed system)."""
+    g = mdp.gamma
+    S = mdp.S
+    if S <= DENSE_MAX_S:
+        M = np.eye(S) - g * Ppi.toarray()
+        return np.linalg.solve(M.T if transpose else M, b)
+    op = Ppi.T.tocsr() if transpose else Ppi
+    L = spla.LinearOperator((S, S), matvec=lambda x: x - g * (op @ x), dtype=np.float64)
+    scale = np.abs(b).max() or 1.0
+    x, info = spla.bicgstab(L, b, x0=b.copy(), rtol=KRYLOV_RTOL, atol=0.0, maxiter=20 * S)
+    res = np.abs(b - L.matvec(x)).max() if info == 0 else np.inf
+    if res > 1e-10 * scale:
+        x, info = spla.gmres(L, b, x0=x if np.all(np.isfinite(x)) else None,
+                             rtol=KRYLOV_RTOL, atol=0.0, restart=50, maxiter=50 * S)
+        res = np.abs(b - L.matvec(x)).max()
+    if res > 1e-10 * scale:  # last resort: exact sparse LU
+        M = sp.identity(S, format="csc") - g * (op.tocsc())
+        x = spla.spsolve(M, b)
+    return x
+
+
+# ----------------------------------------------------------------------------- values
+def value(mdp: TabularMDP, pi) -> np.ndarray:
+    """``V^pi`` (S,): the solution of ``V = R_pi + gamma P_pi V`` (``V = 0`` on terminals)."""
+    pi = mdp.check_policy(pi)
+    if mdp.order is not None:
+        V = np.zeros(mdp.S)
+        K.dag_value(mdp.order, mdp.P.indptr, mdp.P.indices, mdp.P.data, mdp.R, pi,
+                    mdp.gamma, mdp.terminal, mdp.A, V)
+        return V
+    Rpi = np.where(mdp.terminal, 0.0, np.einsum("sa,sa->s", pi, mdp.R))
+    return _solve(mdp, policy_matrix(mdp, pi), Rpi, transpose=False)
+
+
+def q_from_v(mdp: TabularMDP, V: np.ndarray) -> np.ndarray:
+    """``Q(s, a) = R(s, a) + gamma sum_s' P(s'|s,a) V(s')`` (S, A)."""
+    V = np.ascontiguousarray(V, dtype=np.float64)
+    if V.shape != (mdp.S,):
+        raise ValueError(f"V must have shape ({mdp.S},); got {V.shape}")
+    Q = np.empty((mdp.S, mdp.A))
+    K.q_from_v(mdp.P.indptr, mdp.P.indices, mdp.P.data, mdp.R, mdp.gamma, V, Q)
+    return Q
+
+
+def q_values(mdp: TabularMDP, pi) -> np.ndarray:
+    """``Q^pi`` (S, A)."""
+    return q_from_v(mdp, value(mdp, pi))
+
+
+def advantages(mdp: TabularMDP, pi) -> np.ndarray:
+    """``A^pi = Q^pi - V^pi`` (S, A); zero on terminal states."""
+    V = value(mdp, pi)
+    return q_from_v(mdp, V) - V[:, None]
+
+
+# ----------------------------------------------------------------------------- occupancy
+def _visits(mdp: TabularMDP, pi: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """Discounted visit mass ``m = sum_t gamma^t Pr(s_t = .)``; terminals: see module doc."""
+    if mdp.order is not None:
+        m = mu.copy()
+        K.dag_visits(mdp.order, mdp.P.indptr, mdp.P.indices, mdp.P.data, pi, mdp.gamma,
+                     mdp.terminal, mdp.A, m)
+    else:
+        m = _solve(mdp, policy_matrix(mdp, pi), mu, transpose=True)
+    # m[t] holds the mass arriving at terminal t; it then self-loops forever
+    if mdp.gamma < 1.0:
+        m[mdp.terminal] /= 1.0 - mdp.gamma
+    else:
+        m[mdp.terminal] = 0.0
+    return m
+
+
+def evaluate(mdp: TabularMDP, pi, start=None) -> Evaluation:
+    """``V^pi``, ``d_{pi,start}`` and the effective horizon in one call."""
+    pi = mdp.check_policy(pi)
+    mu = mdp.initial if start is None else mdp.check_distribution(start, "start")
+    return Evaluation(value(mdp, pi), *_occupancy(mdp, pi, mu))
+
+
+def _occupancy(mdp, pi, mu):
+    m = _visits(mdp, pi, mu)
+    np.maximum(m, 0.0, out=m)  # clip round-off of the Krylov solve
+    if mdp.gamma < 1.0:
+        H = 1.0 / (1.0 - mdp.gamma)
+    else:
+        H = float(m.sum())
+        if H <= 0.0:
+            raise ValueError("the start distribution puts all its mass on terminal states: "
+                             "the episodic occupancy is undefined")
+    return m / m.sum(), H
+
+
+def occupancy(mdp: TabularMDP, pi, start=None) -> np.ndarray:
+    """``d_{pi,start}`` (S,), normalised (sums to one). ``start`` defaults to ``mdp.initial``."""
+    return evaluate(mdp, pi, start).d
+
+
+def effective_horizon(mdp: TabularMDP, pi, start=None) -> float:
+    """``1/(1-gamma)``, or the expected episode length under ``pi`` from ``start`` if ``gamma == 1``."""
+    return evaluate(mdp, pi, start).horizon
+
+
+def policy_advantage(mdp: TabularMDP, pi, pi2, start=None) -> float:
+    """``Adv(pi2; pi, mu) = E_{s~d_{pi,mu}} E_{a~pi2(.|s)} [A_pi(s, a)]``.
+
+    Implements: Kakade & Langford 2002, Definition 4.1 (policy advantage), with the
+    unnormalised ``A`` of DESIGN.md section 3.
+    """
+    pi = mdp.check_policy(pi)
+    pi2 = mdp.check_policy(pi2, "pi2")
+    ev = evaluate(mdp, pi, start)
+    adv = q_from_v(mdp, ev.V) - ev.V[:, None]
+    return float(ev.d @ np.einsum("sa,sa->s", pi2, adv))
+
+
+# ----------------------------------------------------------------------------- control
+def greedy(Q, tol: float = 0.0) -> np.ndarray:
+    """Deterministic greedy policy (S, A): one-hot on the first ``argmax_a Q(s, a)``.
+
+    With ``tol > 0`` an action within ``tol`` of the max counts as maximal (first one wins).
+    """
+    Q = np.asarray(Q, dtype=np.float64)
+    if Q.ndim != 2:
+        raise ValueError(f"Q must have shape (S, A); got {Q.shape}")
+    if tol > 0:
+        a = np.argmax(Q >= Q.max(axis=1, keepdims=True) - tol, axis=1)
+    else:
+        a = np.argmax(Q, axis=1)
+    pi = np.zeros_like(Q)
+    pi[np.arange(Q.shape[0]), a] = 1.0
+    return pi
+
+
+def bellman_sweep(mdp: TabularMDP, V, V_out=None, act_out=None):
+    """One value-iteration sweep ``V_out = max_a (R + gamma P V)``; returns ``(V_out, argmax)``."""
+    V = np.ascontiguousarray(V, dtype=np.float64)
+    if V.shape != (mdp.S,):
+        raise ValueError(f"V must have shape ({mdp.S},); got {V.shape}")
+    V_out = np.empty(mdp.S) if V_out is None else V_out
+    act_out = np.empty(mdp.S, np.int64) if act_out is None else act_out
+    K.bellman_sweep(mdp.P.indptr, mdp.P.indices, mdp.P.data, mdp.R, mdp.gamma, V, V_out, act_out)
+    return V_out, act_out
+
+
+def optimal(mdp: TabularMDP, max_iter: int = 1000):
+    """``(V*, pi*)``: optimal values and a deterministic optimal policy.
+
+    DAGs: one backward pass with a max. Otherwise Howard's policy iteration with exact
+    evaluation; the current action is kept unless another improves it by more than
+    ``1e-12 * max(1, |V|)`` (no cycling on ties). Policy iteration terminates in finitely
+    many steps (Puterman 1994, Thm 6.4.2).
+    """
+    if mdp.order is not None:
+        V = np.zeros(mdp.S)
+        act = np.zeros(mdp.S, np.int64)
+        K.dag_optimal(mdp.order, mdp.P.indptr, mdp.P.indices, mdp.P.data, mdp.R, mdp.gamma,
+                      mdp.terminal, mdp.A, V, act)
+        pi = np.zeros((mdp.S, mdp.A))
+        pi[np.arange(mdp.S), act] = 1.0
+        return V, pi
+    act = np.argmax(mdp.R, axis=1)
+    pi = np.zeros((mdp.S, mdp.A))
+    for _ in range(max_iter):
+        pi[:] = 0.0
+        pi[np.arange(mdp.S), act] = 1.0
+        V = value(mdp, pi)
+        Q = q_from_v(mdp, V)
+        tol = 1e-12 * max(1.0, np.abs(V).max())
+        best = np.argmax(Q, axis=1)
+        improve = Q[np.arange(mdp.S), best] > Q[np.arange(mdp.S), act] + tol
+        if not improve.any():
+            return V, pi
+        act = np.where(improve, best, act)
+    raise RuntimeError(f"policy iteration did not converge in {max_iter} iterations")
