@@ -1,0 +1,462 @@
+"""Typed training configuration: dataclasses, YAML loading, CLI overrides, start-up validation.
+
+Every field is documented once, here. ``TrainConfig`` holds four sections (``rollout``, ``loss``,
+``optim``, ``lora``); a YAML file mirrors that nesting::
+
+    method: srpo
+    model: tiny
+    rollout: {temperature: 0.7, n_fresh: 4}
+    optim: {lr: 5.0e-5}
+
+On the command line every field is ``--section.field VALUE`` (``--rollout.temperature 0.7``) and,
+where the field name is unique across sections, also plain ``--field VALUE`` (``--temperature 0.7``).
+Order of precedence: dataclass defaults < ``--config file.yaml`` < command-line flags.
+
+``validate_startup`` runs the checks that need no model (method, task, model path, budgets,
+world size) so that a bad run fails in a second with a message saying how to fix it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .losses import AGGREGATIONS, LOSS_KINDS
+
+METHODS: tuple[str, ...] = ("grpo", "rrpo", "srpo", "oracle")
+RESET_METHODS: tuple[str, ...] = ("rrpo", "srpo", "oracle")
+Method = Literal["grpo", "rrpo", "srpo", "oracle"]
+
+
+def _choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def _positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
+    lo_ok = value >= 0 if allow_zero else value > 0
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not lo_ok:
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+@dataclass
+class RolloutConfig:
+    """How rollouts are sampled for each prompt (DESIGN.md sec. 4, "Rollouts per prompt")."""
+    method: Method = "srpo"
+    """grpo: all rollouts fresh, one group. rrpo / srpo / oracle: ``n_fresh`` fresh chains + reset
+    continuations from the first failed fresh chain, reset step uniform / self-localized / the task's
+    first wrong thought. Set from the top-level ``method``."""
+    rollouts_per_prompt: int = 8
+    """trained samples per prompt (the budget; equal across methods so comparisons are fair)"""
+    n_fresh: int = 4
+    """reset methods: fresh chains kept per prompt; the rest of the budget are reset continuations"""
+    n_resets: int = 1
+    """reset methods: failed parents reset per prompt; each gives one group of
+    ``(rollouts_per_prompt - n_fresh) / n_resets`` continuations (paper ablation: 1x4 best)"""
+    max_tries: int = 12
+    """reset methods: most fresh chains sampled per prompt while looking for a failed parent; with no
+    failure in that many tries the prompt gets ``rollouts_per_prompt`` fresh chains in one group"""
+    temperature: float = 0.7
+    """sampling temperature of fresh chains and continuations (paper 0.7)"""
+    top_p: float = 0.95
+    """nucleus sampling (paper 0.95)"""
+    max_thoughts: int = 20
+    """a chain stops after this many thoughts (paper 20)"""
+    max_thought_tokens: int = 256
+    """token cap of one thought (paper 256)"""
+    max_new_tokens: int | None = None
+    """token budget of a whole response (None: max_thoughts * max_thought_tokens)"""
+    loc_temperature: float = 0.3
+    """srpo: temperature of the self-localization call (paper 0.3); never trained on"""
+    loc_max_new_tokens: int = 64
+    """srpo: token budget of the localization answer"""
+    sampling_rng: Literal["batched", "per_prompt"] = "batched"
+    """batched: one generator per rank and step, prompts decoded together (fastest). per_prompt: a
+    generator per (step, prompt), each prompt decoded alone, so samples do not depend on how
+    prompts are split across ranks (used to check multi-process runs against one process)"""
+
+    def __post_init__(self) -> None:
+        _choice("rollout.method", self.method, METHODS)
+        _choice("rollout.sampling_rng", self.sampling_rng, ("batched", "per_prompt"))
+        for n in ("rollouts_per_prompt", "max_thoughts", "max_thought_tokens", "loc_max_new_tokens"):
+            _positive(f"rollout.{n}", getattr(self, n))
+        if self.max_new_tokens is not None:
+            _positive("rollout.max_new_tokens", self.max_new_tokens)
+        _positive("rollout.temperature", self.temperature)
+        _positive("rollout.loc_temperature", self.loc_temperature)
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"rollout.top_p must be in (0, 1], got {self.top_p!r}")
+        if self.rollouts_per_prompt < 2:
+            raise ValueError(f"rollout.rollouts_per_prompt must be >= 2 (a group of one has zero advantage), "
+                             f"got {self.rollouts_per_prompt}")
+        if self.method in RESET_METHODS:
+            self._check_reset_budget()
+
+    def _check_reset_budget(self) -> None:
+        n_reset = self.rollouts_per_prompt - self.n_fresh
+        if self.n_fresh < 2:
+            raise ValueError(f"rollout.n_fresh must be >= 2 for method {self.method!r} (the fresh group is "
+                             f"normalised on its own), got {self.n_fresh}; e.g. --n_fresh 4")
+        if self.n_resets < 1:
+            raise ValueError(f"rollout.n_resets must be >= 1 for method {self.method!r}, got {self.n_resets}")
+        if n_reset < 2 * self.n_resets:
+            raise ValueError(
+                f"budget too small for a reset group: rollouts_per_prompt={self.rollouts_per_prompt} - "
+                f"n_fresh={self.n_fresh} leaves {n_reset} continuations for {self.n_resets} reset group(s); each "
+                f"group needs >= 2. Raise --rollouts_per_prompt or lower --n_fresh / --n_resets "
+                f"(paper: 8 = 4 fresh + 1 reset x 4)")
+        if n_reset % self.n_resets:
+            raise ValueError(
+                f"group size does not divide: {n_reset} reset continuations (rollouts_per_prompt - n_fresh) "
+                f"cannot be split into {self.n_resets} equal reset groups; choose n_resets dividing {n_reset}")
+        if self.max_tries < self.n_fresh + self.n_resets:
+            raise ValueError(f"rollout.max_tries={self.max_tries} must be >= n_fresh + n_resets = "
+                             f"{self.n_fresh + self.n_resets} (kept fresh chains plus failed parents)")
+
+    @property
+    def continuations_per_reset(self) -> int:
+        """Size of each reset group."""
+        return (self.rollouts_per_prompt - self.n_fresh) // max(self.n_resets, 1)
+
+    @property
+    def response_budget(self) -> int:
+        """Token budget of one response."""
+        return self.max_new_tokens or self.max_thoughts * self.max_thought_tokens
+
+
+@dataclass
+class LossConfig:
+    """Policy-gradient objective (``llm/losses.py`` has the formulas)."""
+    kind: Literal["reinforce", "ppo"] = "reinforce"
+    """reinforce: ``-A log pi`` (paper default, unclipped); ppo: clipped importance ratio"""
+    agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "seq-mean-token-mean"
+    """how per-token losses are averaged (paper default: mean over sequences of the token mean)"""
+    eps: float = 0.2
+    """ppo: lower clip ``1 - eps`` (and upper, unless eps_high is set)"""
+    eps_high: float | None = None
+    """ppo: upper clip ``1 + eps_high`` (DAPO-style asymmetric clipping); None = eps"""
+    beta: float = 0.0
+    """weight of the k3 KL to the frozen initial policy (paper default 0; ablation 0.01)"""
+    inner_epochs: int = 1
+    """optimisation passes over each batch of rollouts (> 1 only makes sense with kind=ppo)"""
+    adv_eps: float = 1e-6
+    """``eps`` in ``(r - mean) / (std + eps)``"""
+    norm_len: int | None = None
+    """seq-mean-token-sum-norm: the constant L_norm (None: the response token budget)"""
+
+    def __post_init__(self) -> None:
+        _choice("loss.kind", self.kind, LOSS_KINDS)
+        _choice("loss.agg", self.agg, AGGREGATIONS)
+        _positive("loss.eps", self.eps)
+        if self.eps_high is not None:
+            _positive("loss.eps_high", self.eps_high)
+        _positive("loss.beta", self.beta, allow_zero=True)
+        _positive("loss.inner_epochs", self.inner_epochs)
+        _positive("loss.adv_eps", self.adv_eps, allow_zero=True)
+        if self.inner_epochs > 1 and self.kind == "reinforce":
+            raise ValueError("loss.inner_epochs > 1 with loss.kind='reinforce' reuses stale samples without an "
+                             "importance ratio; use --loss.kind ppo or --inner_epochs 1")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and the learning-rate schedule. Paper: lr 5e-5, weight decay 0.01, grad clip 1.0 (7B-14B
+    models with LoRA). The default lr here is larger: see ``lr``."""
+    lr: float = 2e-4
+    """learning rate. Default 2e-4 is for the ~0.5M-parameter tiny default model, which barely moves at
+    the paper's 5e-5 within a CPU-sized run; configs/paper.yaml sets 5e-5"""
+    weight_decay: float = 0.01
+    """AdamW decoupled weight decay (paper 0.01)"""
+    grad_clip: float = 1.0
+    """max global gradient norm (paper 1.0); 0 disables clipping"""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas"""
+    warmup_steps: int = 0
+    """linear warm-up steps"""
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """learning-rate decay after warm-up (to 0 at the last step for linear / cosine)"""
+
+    def __post_init__(self) -> None:
+        _positive("optim.lr", self.lr)
+        _positive("optim.weight_decay", self.weight_decay, allow_zero=True)
+        _positive("optim.grad_clip", self.grad_clip, allow_zero=True)
+        _positive("optim.warmup_steps", self.warmup_steps, allow_zero=True)
+        _choice("optim.schedule", self.schedule, ("constant", "linear", "cosine"))
+        self.betas = tuple(float(b) for b in self.betas)  # YAML gives a list
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"optim.betas must be two numbers in [0, 1), got {self.betas!r}")
+
+
+@dataclass
+class LoraConfig:
+    """Optional LoRA adapters through ``peft`` (paper: r 64, alpha 64, all linear layers)."""
+    enabled: bool = False
+    """train LoRA adapters instead of all weights"""
+    r: int = 64
+    """adapter rank"""
+    alpha: float = 64.0
+    """scaling numerator (scale alpha / r)"""
+    dropout: float = 0.0
+    """dropout on the adapter input"""
+    target_modules: str = "all-linear"
+    """comma-separated module names, or "all-linear" (every linear layer but the output head)"""
+
+    def __post_init__(self) -> None:
+        _positive("lora.r", self.r)
+        _positive("lora.alpha", self.alpha)
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout!r}")
+
+    @property
+    def targets(self) -> str | list[str]:
+        """``target_modules`` in the form peft expects."""
+        t = self.target_modules.strip()
+        return t if t == "all-linear" else [s.strip() for s in t.split(",") if s.strip()]
+
+
+@dataclass
+class TrainConfig:
+    """One RL training run. Defaults train the tiny default model on the built-in arith task, on CPU."""
+    method: Method = "srpo"
+    """grpo | rrpo | srpo | oracle (copied into rollout.method)"""
+    model: str = "tiny"
+    """"tiny" (built-in default, built on first use), a local HF model dir, or a hub name already cached"""
+    task: str = "arith"
+    """"arith" (built-in step task), "rg:<dataset>" (reasoning-gym), or a .jsonl / .parquet file"""
+    steps: int = 100
+    """optimizer steps"""
+    prompts_per_step: int = 16
+    """prompts per step over all ranks (paper 32); each gives rollout.rollouts_per_prompt samples"""
+    micro_batch_size: int = 64
+    """sequences per forward/backward pass (gradient accumulation inside a step; exact)"""
+    train_size: int = 4096
+    """training problems drawn once (seeded) from the task's train split, reshuffled each epoch"""
+    eval_every: int = 25
+    """greedy pass@1 on the held-out split every this many steps (0: never; also after the last step)"""
+    eval_size: int = 128
+    """held-out (test split) problems for evaluation"""
+    seed: int = 0
+    """seeds the data order, sampling and initialisation"""
+    out_dir: str = "runs/default"
+    """metrics.jsonl, config.yaml, checkpoints/ and final/ go here"""
+    save_every: int = 25
+    """checkpoint every this many steps (0: only at the end)"""
+    keep_checkpoints: int = 2
+    """most recent checkpoints kept"""
+    resume: bool = False
+    """continue from the latest checkpoint in out_dir/checkpoints"""
+    tensorboard: bool = False
+    """also log to TensorBoard (only if the tensorboard package is installed)"""
+    progress: bool = True
+    """show a tqdm progress bar (rank 0)"""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: cuda if available"""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """auto: bfloat16 on GPU, float32 on CPU"""
+    fsdp: bool = False
+    """shard the model with FSDP (GPU, multi-process only); otherwise DDP"""
+    num_threads: int = 0
+    """torch CPU threads per process (0: leave torch's default)"""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def __post_init__(self) -> None:
+        for name, cls in (("rollout", RolloutConfig), ("loss", LossConfig), ("optim", OptimConfig),
+                          ("lora", LoraConfig)):
+            v = getattr(self, name)
+            if isinstance(v, dict):
+                setattr(self, name, _build(cls, v, name))
+        _choice("method", self.method, METHODS)
+        if self.rollout.method != self.method:  # the top-level method is the one users set
+            self.rollout = dataclasses.replace(self.rollout, method=self.method)
+        for n in ("steps", "prompts_per_step", "micro_batch_size", "train_size", "eval_size", "keep_checkpoints"):
+            _positive(n, getattr(self, n))
+        for n in ("eval_every", "save_every", "num_threads"):
+            _positive(n, getattr(self, n), allow_zero=True)
+        _choice("device", self.device, ("auto", "cpu", "cuda"))
+        _choice("dtype", self.dtype, ("auto", "float32", "bfloat16"))
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"model must be a non-empty string, got {self.model!r}")
+        if not isinstance(self.task, str) or not self.task:
+            raise ValueError(f"task must be a non-empty string, got {self.task!r}")
+
+    @property
+    def samples_per_step(self) -> int:
+        """Trained sequences per step over all ranks."""
+        return self.prompts_per_step * self.rollout.rollouts_per_prompt
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save_yaml(self, path: str | os.PathLike) -> None:
+        d = self.to_dict()
+        d["optim"]["betas"] = list(d["optim"]["betas"])
+        Path(path).write_text(yaml.safe_dump(d, sort_keys=False))
+
+
+SECTIONS = {"rollout": RolloutConfig, "loss": LossConfig, "optim": OptimConfig, "lora": LoraConfig}
+
+
+def _build(cls, d: dict, where: str):
+    if not isinstance(d, dict):
+        raise TypeError(f"{where} must be a mapping, got {type(d).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(names)}")
+    return cls(**d)
+
+
+def from_dict(d: dict) -> TrainConfig:
+    """Build a TrainConfig from a (YAML-like) nested dict; unknown keys raise ValueError."""
+    return _build(TrainConfig, dict(d or {}), "config")
+
+
+def load_yaml(path: str | os.PathLike) -> TrainConfig:
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"--config: file {str(p)!r} not found")
+    return from_dict(yaml.safe_load(p.read_text()) or {})
+
+
+# ----------------------------------------------------------------------------- command line
+
+def _leaves() -> list[tuple[str | None, dataclasses.Field]]:
+    out: list[tuple[str | None, dataclasses.Field]] = []
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in SECTIONS:  # rollout.method mirrors the top-level --method
+            out += [(f.name, g) for g in dataclasses.fields(SECTIONS[f.name]) if (f.name, g.name) != ("rollout", "method")]
+        else:
+            out.append((None, f))
+    return out
+
+
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _parse_value(text: str, hint, flag: str):
+    """Convert one CLI string to the field's type (bool, int, float, str, Literal, Optional, tuple)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        if text.lower() in ("none", "null"):
+            return None
+        hint = next(a for a in args if a is not type(None))
+        return _parse_value(text, hint, flag)
+    if origin is Literal:
+        if text not in args:
+            raise ValueError(f"{flag} must be one of {list(args)}, got {text!r}")
+        return text
+    if hint is bool:
+        t = text.lower()
+        if t in ("1", "true", "yes", "on"):
+            return True
+        if t in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{flag} expects true/false, got {text!r}")
+    if origin is tuple:
+        return tuple(float(x) for x in text.split(","))
+    try:
+        return hint(text)
+    except ValueError:
+        raise ValueError(f"{flag} expects {getattr(hint, '__name__', hint)}, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m llm.train",
+        description="RL training of a thought-structured LM policy with GRPO / RRPO / SRPO / oracle resets.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--config", default=None, help="YAML file with (nested) config values; flags override it")
+    leaves = _leaves()
+    counts: dict[str, int] = {}
+    for _, f in leaves:
+        counts[f.name] = counts.get(f.name, 0) + 1
+    for sec, f in leaves:
+        dest = f"{sec}.{f.name}" if sec else f.name
+        flags = [f"--{dest}"]
+        if sec and counts[f.name] == 1:
+            flags.append(f"--{f.name}")
+        hint = _hints(SECTIONS[sec] if sec else TrainConfig)[f.name]
+        if hint is bool:  # allow bare --resume as well as --resume false
+            p.add_argument(*flags, dest=dest, nargs="?", const="true", default=None, help=f"({_type_name(hint)})")
+        else:
+            p.add_argument(*flags, dest=dest, default=None, help=f"({_type_name(hint)})")
+    return p
+
+
+def _type_name(hint) -> str:
+    if typing.get_origin(hint) is Literal:
+        return " | ".join(map(str, typing.get_args(hint)))
+    return getattr(hint, "__name__", str(hint).replace("typing.", ""))
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """Defaults < --config YAML < flags. Raises ValueError with a fix-it message on bad values."""
+    ns = vars(build_parser().parse_args(argv))
+    base = load_yaml(ns.pop("config")).to_dict() if ns.get("config") else TrainConfig().to_dict()
+    ns.pop("config", None)
+    for dest, text in ns.items():
+        if text is None:
+            continue
+        if "." in dest:
+            sec, name = dest.split(".", 1)
+            hint = _hints(SECTIONS[sec])[name]
+            base[sec][name] = _parse_value(text, hint, f"--{dest}")
+        else:
+            base[dest] = _parse_value(text, _hints(TrainConfig)[dest], f"--{dest}")
+    if "method" in base and base["rollout"].get("method") != base["method"]:
+        base["rollout"]["method"] = base["method"]
+    return from_dict(base)
+
+
+# ----------------------------------------------------------------------------- start-up checks
+
+def check_model_arg(model: str) -> None:
+    """Fail fast on a model argument that cannot be loaded offline (no model is loaded here)."""
+    if model == "tiny":
+        return
+    p = Path(model).expanduser()
+    looks_like_path = model.startswith((".", "/", "~")) or p.exists() or model.count("/") > 1 or os.sep + os.sep in model
+    if p.exists():
+        if not p.is_dir() or not (p / "config.json").is_file():
+            raise ValueError(f"model={model!r} is not a Hugging Face model directory (no config.json in it); pass "
+                             f"a directory written by save_pretrained, 'tiny', or a cached hub name")
+        return
+    if looks_like_path:
+        raise ValueError(f"model path {model!r} does not exist; pass an existing model directory or 'tiny'")
+    try:  # a hub name: only usable if already in the local cache (no downloads at run time)
+        from huggingface_hub import try_to_load_from_cache
+        hit = try_to_load_from_cache(model, "config.json")
+    except Exception:  # noqa: BLE001 - any failure means "not cached"
+        hit = None
+    if not isinstance(hit, str):
+        raise ValueError(f"model {model!r} is neither a local directory nor a hub model in the local cache, and "
+                         f"nothing is downloaded at run time; pass a local directory or 'tiny'")
+
+
+def validate_startup(cfg: TrainConfig, world_size: int = 1):
+    """All checks that need no model. Returns the Task object (cheap to build) for reuse."""
+    if cfg.prompts_per_step % world_size:
+        raise ValueError(f"prompts_per_step={cfg.prompts_per_step} must be divisible by the number of processes "
+                         f"({world_size}) so that every rank gets the same prompts; e.g. --prompts_per_step "
+                         f"{(cfg.prompts_per_step // world_size + 1) * world_size}")
+    if cfg.eval_size < world_size:
+        raise ValueError(f"eval_size={cfg.eval_size} must be >= the number of processes ({world_size})")
+    check_model_arg(cfg.model)
+    from .tasks import get_task  # cheap: no model
+    task = get_task(cfg.task)
+    if cfg.method == "oracle" and not getattr(task, "has_step_checker", False):
+        raise ValueError(f"method 'oracle' needs a task with a step checker (first_error); task {cfg.task!r} has "
+                         f"none. Use --method rrpo or srpo, or the built-in 'arith' task")
+    if cfg.fsdp and cfg.device == "cpu":
+        raise ValueError("fsdp=true needs GPUs (device cuda); on CPU runs use DDP (the default)")
+    return task
