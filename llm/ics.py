@@ -510,3 +510,112 @@ def format_summary(summaries: dict[str, dict]) -> str:
             + f"{pct(s['loc_exact']):>7}{pct(s['loc_within1']):>7}{pct(s['clean_prefix']):>7}"
             f"{fb:>7}{s['chains']:>8}")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- CLI
+def write_run(out_dir: Path, label: str, cfg: ICSConfig, results: Sequence[ProblemResult],
+              summary: dict) -> Path:
+    """``<out_dir>/<label>.jsonl``: one line per problem (every attempt, every round with its
+    verdicts, localization text/index/source, the exit); ``<label>.summary.json``: config + summary."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = label.replace(" ", "_")
+    path = out_dir / f"{stem}.jsonl"
+    with path.open("w") as f:
+        for r in results:
+            f.write(json.dumps(r.to_json()) + "\n")
+    (out_dir / f"{stem}.summary.json").write_text(
+        json.dumps({"config": asdict(cfg), "summary": summary}, indent=1, default=str))
+    return path
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = ICSConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m llm.ics", description="Thought-ICS and baselines on one model and task; "
+        "writes per-problem JSONL and a summary table.")
+    p.add_argument("--model", default="tiny", help="'tiny' (built on first use), an HF dir or hub name")
+    p.add_argument("--task", default="arith", help="'arith', 'rg:<dataset>' or a .jsonl/.parquet path")
+    p.add_argument("--level", default=d.level, choices=get_args(Level))
+    p.add_argument("--method", nargs="+", default=["thought"],
+                   choices=list(get_args(Method)) + ["all"], help="one or more; 'all' = every method")
+    p.add_argument("--localizer", nargs="+", default=["model"], choices=get_args(LocalizerKind),
+                   help="'oracle' = task.first_error (upper bound; thought/token only)")
+    p.add_argument("--n", type=int, default=200, help="problems")
+    p.add_argument("--split", default="test")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--max-iters", type=int, default=d.max_iters)
+    p.add_argument("--temperature-first", type=float, default=d.temperature_first)
+    p.add_argument("--temperature-resample", type=float, default=d.temperature_resample)
+    p.add_argument("--temperature-judge", type=float, default=d.temperature_judge)
+    p.add_argument("--top-p", type=float, default=d.top_p)
+    p.add_argument("--votes", type=int, default=d.verify_votes, help="L3 majority vote over k verdicts")
+    p.add_argument("--context", action="store_true", help="resample conditioned on the failed chain")
+    p.add_argument("--max-thoughts", type=int, default=d.max_thoughts)
+    p.add_argument("--max-thought-tokens", type=int, default=d.max_thought_tokens)
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+    p.add_argument("--judge-max-new-tokens", type=int, default=d.judge_max_new_tokens)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None, help="e.g. bfloat16 on GPU")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--out", default="runs/ics", help="output directory")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def configs_from_args(args) -> dict[str, ICSConfig]:
+    """One config per (method, localizer) pair the arguments ask for; labels like 'thought-oracle L2'."""
+    methods = list(get_args(Method)) if "all" in args.method else list(dict.fromkeys(args.method))
+    out = {}
+    for m in methods:
+        for loc in dict.fromkeys(args.localizer):
+            if loc == "oracle" and m not in ("thought", "token"):
+                continue
+            ctx = args.context and m in ("thought", "token")
+            label = f"{m}{'-oracle' if loc == 'oracle' else ''}{'-ctx' if ctx else ''} {args.level}"
+            out[label] = ICSConfig(
+                method=m, level=args.level, localizer=loc, max_iters=args.max_iters,
+                temperature_first=args.temperature_first,
+                temperature_resample=args.temperature_resample,
+                temperature_judge=args.temperature_judge, top_p=args.top_p,
+                verify_votes=args.votes, context=ctx, max_thoughts=args.max_thoughts,
+                max_thought_tokens=args.max_thought_tokens, max_new_tokens=args.max_new_tokens,
+                judge_max_new_tokens=args.judge_max_new_tokens, batch_size=args.batch_size,
+                seed=args.seed)
+    if not out:
+        raise ValueError(f"--localizer oracle needs --method thought or token (got {methods})")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
+    args = _parser().parse_args(argv)
+    configs = configs_from_args(args)  # validate before loading a model
+    import torch
+
+    from llm.policy import Policy
+    from llm.tasks import get_task
+    from llm.tiny import resolve_model
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    policy = Policy.from_pretrained(resolve_model(args.model), device=args.device, dtype=dtype)
+    task = get_task(args.task, fmt=policy.fmt)
+    problems = task.sample(args.n, args.seed, split=args.split)
+    out_dir = Path(args.out)
+    summaries = {}
+    for label, cfg in configs.items():
+        gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        results = run_ics(policy, task, problems, cfg, progress=not args.no_progress, generator=gen)
+        summaries[label] = summarize(results)
+        path = write_run(out_dir, label, cfg, results, summaries[label])
+        print(f"wrote {path}", file=sys.stderr)
+    table = format_summary(summaries)
+    head = f"model={args.model} task={args.task} n={len(problems)} split={args.split} seed={args.seed}"
+    (out_dir / "summary.txt").write_text(head + "\n" + table + "\n")
+    print(head)
+    print(table)
+    return summaries
+
+
+if __name__ == "__main__":
+    main()

@@ -357,3 +357,28 @@ def test_flatten_with_map_and_token_cut():
 def test_config_validation(kw, msg):
     with pytest.raises(ValueError, match=msg):
         ICSConfig(**kw)
+
+
+def test_empty_chain_resets_to_start_without_a_localizer_call():
+    pol, (r,) = run({PROMPT: ["2+3", RIGHT]})  # no complete thought, no answer
+    assert pol.of("complete") == [] and pol.of("continue")[0][2] == ""
+    assert r.rounds[0].loc_source == "empty" and summarize([r])["fallbacks"]["localization_empty"] == 1
+
+
+def test_oracle_without_wrong_step_redoes_last_thought():
+    # all written steps are right but the chain stopped before the answer: no first error
+    pol, (r,) = run({PROMPT: [f"2+3=5{D}5+4=9{D}", box("9")]}, localizer="oracle")
+    assert r.rounds[0].loc_source == "oracle_none" and pol.of("continue")[0][2] == f"2+3=5{D}"
+    assert r.exit == 1
+
+
+def test_cli_configs():
+    from llm.ics import _parser, configs_from_args
+    a = _parser().parse_args(["--method", "all", "--localizer", "model", "oracle", "--level", "L1",
+                              "--temperature-resample", "0.5"])
+    cfgs = configs_from_args(a)
+    assert list(cfgs) == ["thought L1", "thought-oracle L1", "token L1", "token-oracle L1", "scratch L1",
+                          "refine L1"]
+    assert all(c.level == "L1" and c.temperature_resample == 0.5 for c in cfgs.values())
+    with pytest.raises(ValueError, match="oracle"):
+        configs_from_args(_parser().parse_args(["--method", "scratch", "--localizer", "oracle"]))
