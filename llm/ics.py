@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence, get_args
 
 from llm import _ics_baselines as B
+from llm.localize import localization_prompt, parse_localization
 
 Method = Literal["thought", "token", "scratch", "refine"]
 Level = Literal["L1", "L2", "L3"]
@@ -279,7 +280,6 @@ def _localize(policy, task, states, rounds, cfg, gen) -> list[int | None]:
             calls.append((i, B.refine_feedback_prompt(task, s.problem, s.sample.thoughts,
                                                       ground_truth=s.problem.answer if gt else None)))
         elif cfg.method == "thought" and cfg.localizer == "model" and s.sample.thoughts:
-            from llm.localize import localization_prompt
             calls.append((i, localization_prompt(task, s.problem, list(s.sample.thoughts),
                                                  ground_truth=s.problem.answer if gt else None)))
         elif cfg.method == "token" and cfg.localizer == "model":
@@ -301,7 +301,6 @@ def _localize(policy, task, states, rounds, cfg, gen) -> list[int | None]:
             if n == 0:
                 e, r.loc_source = 1, "empty"
             else:
-                from llm.localize import parse_localization
                 loc = parse_localization(r.loc_text, n, task.fmt, allow_zero=True)
                 e, r.loc_source = loc.index, loc.source
         else:  # token-level localization by quoting

@@ -382,3 +382,79 @@ def test_cli_configs():
     assert all(c.level == "L1" and c.temperature_resample == 0.5 for c in cfgs.values())
     with pytest.raises(ValueError, match="oracle"):
         configs_from_args(_parser().parse_args(["--method", "scratch", "--localizer", "oracle"]))
+
+
+# ----------------------------------------------------------------------------- end to end
+SMALL = dict(max_iters=2, max_thoughts=4, max_thought_tokens=8, max_new_tokens=40, judge_max_new_tokens=6,
+             batch_size=4)
+
+
+@pytest.mark.parametrize("kw", [dict(method="thought", level="L2"), dict(method="token", level="L1"),
+                                dict(method="thought", level="L3", verify_votes=3, context=True),
+                                dict(method="refine", level="L2"), dict(method="thought", localizer="oracle")])
+def test_end_to_end_on_micro_policy(kw):
+    import torch
+
+    from llm.tiny import micro_policy
+    torch.set_num_threads(1)
+    pol = micro_policy(0)
+    task = get_task("arith", fmt=pol.fmt)
+    probs = task.sample(3, seed=1, split="test")
+    res = run_ics(pol, task, probs, ICSConfig(**SMALL, **kw), generator=torch.Generator().manual_seed(0))
+    assert len(res) == 3
+    for p, r in zip(probs, res):
+        assert r.exit in (1, 2, 3) and 1 <= len(r.attempts) <= 3 and len(r.rounds) <= 2
+        assert len(r.attempts) == 1 + sum(rd.resample_correct is not None for rd in r.rounds)
+        for a in r.attempts:
+            assert a.correct == (task.reward(p, a.text) == 1.0)
+        for prev, a in zip(r.attempts, r.attempts[1:]):
+            k = a.prefix_tokens  # char tokenizer: one token per character
+            assert a.text[:k] == prev.text[:k]
+            if kw.get("method") == "thought" and a.reset_at is not None:
+                assert k == 0 or prev.text[:k].endswith(pol.fmt.delimiter)
+                assert prev.text[:k].count(pol.fmt.delimiter) == a.reset_at - 1
+        json.dumps(r.to_json())
+    s = summarize(res)
+    assert s["n"] == 3 and s["chains"] == sum(len(r.attempts) for r in res)
+    if kw.get("level") == "L3":
+        assert s["verdict_calls"] == 3 * sum(len(r.rounds) for r in res)
+
+
+def test_cli_end_to_end_on_saved_micro_policy(tmp_path, capsys):
+    from llm.ics import main
+    from llm.tiny import micro_policy
+    d = micro_policy(0).save_pretrained(tmp_path / "micro")
+    out = tmp_path / "out"
+    main(["--model", str(d), "--n", "3", "--method", "thought", "scratch", "--max-iters", "1",
+          "--max-thoughts", "3", "--max-thought-tokens", "8", "--max-new-tokens", "30",
+          "--judge-max-new-tokens", "6", "--out", str(out), "--no-progress", "--threads", "1"])
+    lines = (out / "thought_L2.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and {"attempts", "rounds", "exit"} <= set(json.loads(lines[0]))
+    summ = json.loads((out / "scratch_L2.summary.json").read_text())
+    assert summ["config"]["method"] == "scratch" and summ["summary"]["n"] == 3
+    table = capsys.readouterr().out
+    assert "thought L2" in table and "scratch L2" in table
+
+
+@pytest.mark.parametrize("kw,reply", [(dict(method="thought", localizer="oracle"), None),
+                                      (dict(method="thought"), "[2]"), (dict(method="token"), "[5+4=10]")])
+def test_end_to_end_reset_keeps_real_token_prefix(kw, reply):
+    """First chains are forced to start "2+3=5;5+4=10;" (wrong at thought 2) through the real
+    continue_from, so the reset must keep exactly the tokens of "2+3=5;" from a real Sample."""
+    import torch
+
+    from llm.tiny import micro_policy
+    torch.set_num_threads(1)
+    pol = micro_policy(0)
+    task = get_task("arith", fmt=pol.fmt)
+    p = task.make_problem([2, 3, 4], ["+", "+"])
+    given = pol.encode("2+3=5;5+4=10;")
+    pol.generate = lambda prompts, *, n=1, **k: [pol.continue_from(q, given, n, **k) for q in prompts]
+    if reply is not None:
+        pol.complete = lambda prompts, **k: [reply] * len(prompts)
+    cfg = ICSConfig(**SMALL | dict(max_iters=1), **kw)
+    (r,) = run_ics(pol, task, [p], cfg, generator=torch.Generator().manual_seed(0))
+    assert r.attempts[0].text.startswith("2+3=5;5+4=10;") and r.rounds[0].true_first_error == 2
+    assert r.rounds[0].loc_index == 2 and r.exit == 3
+    assert r.attempts[1].prefix_tokens == len(pol.encode("2+3=5;"))
+    assert r.attempts[1].text.startswith("2+3=5;") and r.attempts[1].reset_at == 2
