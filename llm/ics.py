@@ -512,6 +512,9 @@ def format_summary(summaries: dict[str, dict]) -> str:
 
 
 # ----------------------------------------------------------------------------- CLI
+TINY_BUDGET = dict(max_thoughts=8, max_thought_tokens=16)
+"""Chain budget the CLI uses for ``--model tiny`` (its arith thoughts are a few characters)."""
+
 def write_run(out_dir: Path, label: str, cfg: ICSConfig, results: Sequence[ProblemResult],
               summary: dict) -> Path:
     """``<out_dir>/<label>.jsonl``: one line per problem (every attempt, every round with its
@@ -549,8 +552,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=d.top_p)
     p.add_argument("--votes", type=int, default=d.verify_votes, help="L3 majority vote over k verdicts")
     p.add_argument("--context", action="store_true", help="resample conditioned on the failed chain")
-    p.add_argument("--max-thoughts", type=int, default=d.max_thoughts)
-    p.add_argument("--max-thought-tokens", type=int, default=d.max_thought_tokens)
+    p.add_argument("--max-thoughts", type=int, default=None,
+                   help=f"default {d.max_thoughts}; {TINY_BUDGET['max_thoughts']} for --model tiny")
+    p.add_argument("--max-thought-tokens", type=int, default=None,
+                   help=f"default {d.max_thought_tokens}; {TINY_BUDGET['max_thought_tokens']} for --model tiny")
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
     p.add_argument("--judge-max-new-tokens", type=int, default=d.judge_max_new_tokens)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -564,6 +569,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def configs_from_args(args) -> dict[str, ICSConfig]:
     """One config per (method, localizer) pair the arguments ask for; labels like 'thought-oracle L2'."""
+    d = ICSConfig()
+    budget = TINY_BUDGET if args.model == "tiny" else dict(max_thoughts=d.max_thoughts,
+                                                           max_thought_tokens=d.max_thought_tokens)
+    max_thoughts = args.max_thoughts if args.max_thoughts is not None else budget["max_thoughts"]
+    max_tt = (args.max_thought_tokens if args.max_thought_tokens is not None
+              else budget["max_thought_tokens"])
     methods = list(get_args(Method)) if "all" in args.method else list(dict.fromkeys(args.method))
     out = {}
     for m in methods:
@@ -577,8 +588,8 @@ def configs_from_args(args) -> dict[str, ICSConfig]:
                 temperature_first=args.temperature_first,
                 temperature_resample=args.temperature_resample,
                 temperature_judge=args.temperature_judge, top_p=args.top_p,
-                verify_votes=args.votes, context=ctx, max_thoughts=args.max_thoughts,
-                max_thought_tokens=args.max_thought_tokens, max_new_tokens=args.max_new_tokens,
+                verify_votes=args.votes, context=ctx, max_thoughts=max_thoughts,
+                max_thought_tokens=max_tt, max_new_tokens=args.max_new_tokens,
                 judge_max_new_tokens=args.judge_max_new_tokens, batch_size=args.batch_size,
                 seed=args.seed)
     if not out:
@@ -598,7 +609,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype) if args.dtype else None
     policy = Policy.from_pretrained(resolve_model(args.model), device=args.device, dtype=dtype)
-    task = get_task(args.task, fmt=policy.fmt)
+    trained = dict(policy.meta.get("task", {}))  # the tiny default records its task settings
+    task_kw = ({k: v for k, v in trained.items() if k != "name"}
+               if trained.get("name") == args.task else {})
+    task = get_task(args.task, fmt=policy.fmt, **task_kw)
     problems = task.sample(args.n, args.seed, split=args.split)
     out_dir = Path(args.out)
     summaries = {}

@@ -458,3 +458,22 @@ def test_end_to_end_reset_keeps_real_token_prefix(kw, reply):
     assert r.rounds[0].loc_index == 2 and r.exit == 3
     assert r.attempts[1].prefix_tokens == len(pol.encode("2+3=5;"))
     assert r.attempts[1].text.startswith("2+3=5;") and r.attempts[1].reset_at == 2
+
+
+@pytest.mark.slow
+def test_tiny_default_oracle_localizer_lift_at_l2():
+    """Warm-started tiny default (built on first use, minutes): with an oracle saying "wrong" (L2)
+    and the step checker localizing, resampling from the clean prefix fixes some wrong answers."""
+    import torch
+
+    from llm.policy import Policy
+    from llm.tiny import TINY_TASK, ensure_tiny
+    torch.set_num_threads(2)
+    pol = Policy.from_pretrained(str(ensure_tiny()))
+    task = get_task("arith", fmt=pol.fmt, **TINY_TASK)
+    probs = task.sample(60, seed=0, split="test")
+    cfg = ICSConfig(level="L2", localizer="oracle", max_thoughts=8, max_thought_tokens=16, batch_size=32)
+    s = summarize(run_ics(pol, task, probs, cfg, generator=torch.Generator().manual_seed(0)))
+    print("\n" + format_summary({"thought-oracle L2 (tiny, n=60)": s}))
+    assert s["acc_before"] < 1.0 and s["lift"] > 0 and s["acc_after"] > s["acc_before"]
+    assert s["broke"] == 0  # L2 never stops on a wrong answer and never rejects a right one
