@@ -57,7 +57,9 @@ class RolloutBatch:
     loc_source, fallback (None or a reason string), parent_thoughts"""
     stats: dict[str, Any] = field(default_factory=dict)
     """per-call counters: tokens_generated (all sampled tokens incl. parents and extra tries and
-    localization answers), fresh_tries, parents, no_failure_prompts, loc_calls, loc_fallbacks, reset_steps"""
+    localization answers), fresh_tries, parents, no_failure_prompts, loc_calls, loc_fallbacks, reset_steps,
+    reset_rel (k / parent thoughts), first_round_rewards (rewards of the first n_fresh + n_resets tries of every
+    prompt, or all GRPO samples: an unbiased sample of the current policy's accuracy)"""
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -209,7 +211,7 @@ def _build_grpo(policy, task, problems, cfg, seed, prompt_ids, adv_eps: float = 
             pidx.append(i)
             meta.append(_base_meta("grpo", FRESH, 0))
     stats = dict(tokens_generated=S.tokens, fresh_tries=S.fresh, parents=0, no_failure_prompts=0,
-                 loc_calls=0, loc_fallbacks=0, reset_steps=[])
+                 loc_calls=0, loc_fallbacks=0, reset_steps=[], reset_rel=[], first_round_rewards=list(rewards))
     return _finish(samples, rewards, groups, pidx, meta, cfg, stats, adv_eps)
 
 
@@ -302,8 +304,10 @@ def _build_reset(policy, task, problems, cfg: RolloutConfig, seed, prompt_ids, a
                 meta.append(m)
     stats = dict(tokens_generated=S.tokens, fresh_tries=S.fresh, parents=len(flat_parents), no_failure_prompts=no_failure,
         loc_calls=sum(1 for d in steps if d["loc_text"] is not None),
-        loc_fallbacks=sum(1 for d in steps if cfg.method == "srpo" and d["fallback"] is not None),
-        reset_steps=[d["k"] for d in steps])
+        loc_fallbacks=sum(1 for d in steps if d["loc_text"] is not None and d["loc_source"] != "boxed"),
+        reset_steps=[d["k"] for d in steps],
+        reset_rel=[d["k"] / max(1, len(par.thoughts)) for (_, par), d in zip(flat_parents, steps)],
+        first_round_rewards=[r for i in range(P) for _, r in tries[i][:first]])
     return _finish(samples, rewards, groups, pidx, meta, cfg, stats, adv_eps)
 
 

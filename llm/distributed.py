@@ -1,0 +1,132 @@
+"""Thin layer over ``torch.distributed`` for ``torchrun`` launches (no home-made cluster code).
+
+* CPU: gloo backend, the model wrapped in DDP.
+* GPU: NCCL backend, one GPU per process (``LOCAL_RANK``), DDP or FSDP2 (``fully_shard`` on every
+  decoder layer and the root).
+* Single process (no ``WORLD_SIZE`` or ``WORLD_SIZE=1``): nothing is initialised and every helper is
+  the identity, so the same trainer code runs everywhere.
+
+Prompts are sharded in contiguous blocks (rank r gets block r of the step's prompts); metrics are
+gathered as lists and reduced on every rank; only rank 0 writes files.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistInfo:
+    """Where this process sits in the job."""
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+    """None when not distributed"""
+    device: str = "cpu"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def env_world_size() -> int:
+    """WORLD_SIZE as set by torchrun (1 when absent)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_distributed(device: str = "auto") -> DistInfo:
+    """Initialise the process group from torchrun's environment (gloo on CPU, nccl on GPU)."""
+    world = env_world_size()
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but no GPU is visible; use --device cpu")
+    dev = f"cuda:{local}" if use_cuda else "cpu"
+    if world <= 1:
+        return DistInfo(device=dev if use_cuda else "cpu")
+    backend = "nccl" if use_cuda else "gloo"
+    if use_cuda:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local, backend=backend,
+                    device=dev)
+
+
+def shutdown(info: DistInfo) -> None:
+    if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def shard(items: list, info: DistInfo) -> tuple[list, int]:
+    """Contiguous block of ``items`` for this rank and its offset; ``len(items)`` must divide evenly."""
+    n = len(items)
+    if n % info.world_size:
+        raise ValueError(f"shard: {n} items cannot be split evenly over {info.world_size} ranks")
+    per = n // info.world_size
+    return items[info.rank * per:(info.rank + 1) * per], info.rank * per
+
+
+def all_sum(values: list[float], info: DistInfo) -> list[float]:
+    """Element-wise sum over ranks (float64)."""
+    if not info.enabled:
+        return [float(v) for v in values]
+    t = torch.tensor(values, dtype=torch.float64, device=info.device if info.backend == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.cpu().tolist()
+
+
+def all_max(value: float, info: DistInfo) -> float:
+    if not info.enabled:
+        return float(value)
+    t = torch.tensor([value], dtype=torch.float64, device=info.device if info.backend == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
+def gather_lists(d: dict[str, list], info: DistInfo) -> dict[str, list]:
+    """Concatenate each list over ranks, in rank order (identity in one process)."""
+    if not info.enabled:
+        return {k: list(v) for k, v in d.items()}
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, d)
+    return {k: [x for part in out for x in part[k]] for k in d}
+
+
+def wrap_model(model: torch.nn.Module, info: DistInfo, *, fsdp: bool = False) -> torch.nn.Module:
+    """DDP (CPU or GPU) or FSDP2 (GPU) around ``model``; the model itself in one process.
+
+    Generation keeps using the unwrapped module: DDP shares its parameters, and FSDP2's
+    ``fully_shard`` modifies the module in place (its forward hooks gather the shards).
+    """
+    if not info.enabled:
+        return model
+    if fsdp:
+        if info.backend != "nccl":
+            raise ValueError("fsdp needs GPUs (nccl backend); CPU runs use DDP")
+        from torch.distributed.fsdp import fully_shard
+        layers = getattr(getattr(model, "model", model), "layers", None)
+        if layers is None:  # peft wraps: PeftModel.base_model.model.model.layers
+            inner = getattr(getattr(getattr(model, "base_model", None), "model", None), "model", None)
+            layers = getattr(inner, "layers", [])
+        for layer in layers:
+            fully_shard(layer)
+        fully_shard(model)
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    ids = [info.local_rank] if info.backend == "nccl" else None
+    return DDP(model, device_ids=ids)
