@@ -46,6 +46,8 @@ class Sample:
     answer: str | None
     finish: str
     """One of FINISH: "answer" | "max_thoughts" | "budget" (cut back to the last complete thought) | "eos"."""
+    sampled_tokens: int = 0
+    """Tokens actually sampled for this row (before a budget cut-back; EOS included): the decode work done."""
 
 
 def _resolve_dtype(dtype):
@@ -339,6 +341,8 @@ class Policy:
             logits, pos = out.logits[:, -1, :], pos + 1
         samples = [self._make_sample(prompts[owner[r]], prefixes[owner[r]], gen[r], finish[r] or "budget", mode)
                    for r in range(B)]
+        for r, s in enumerate(samples):
+            s.sampled_tokens = len(gen[r]) + (finish[r] == "eos")
         return [samples[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     def _thought_ends(self, ids: list[int]) -> list[int]:

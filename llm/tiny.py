@@ -94,3 +94,165 @@ def resolve_model(name_or_dir: str) -> str:
     if s.startswith(("/", "./", "../", "~")) or s.endswith(os.sep) or os.sep + os.sep in s or Path(s).exists():
         raise ValueError(f"name_or_dir: model directory {s!r} does not exist (or is not a directory)")
     return s
+
+
+# --------------------------------------------------------------------------- warm start
+def _pairs(task: ArithTask, rng: random.Random, n: int, kind: str, seed: int) -> list[tuple[str, str]]:
+    """``n`` (prompt, target) pairs: solution chains (``kind="sol"``) or localization examples
+    (``kind="loc"``: a chain with one injected error at a uniform step -> ``box(step)``)."""
+    fmt = task.fmt
+    out = []
+    for p in task.sample(n, seed=seed, split="train"):
+        if kind == "sol":
+            sol = task.solution(p)
+            out.append((task.prompt(p), fmt.join(sol[:-1]) + sol[-1]))
+        else:
+            step = rng.randint(1, len(p.meta["ops"]) + 1)
+            chain = task.corrupt(p, step, rng)
+            out.append((localization_prompt(task, p, chain), fmt.box(str(step))))
+    return out
+
+
+def _batch(pol: Policy, pairs):
+    """Right-padded (input_ids, attention_mask, loss_mask) with the loss on target tokens only."""
+    seqs, starts = [], []
+    for prompt, target in pairs:
+        p = pol.encode_prompt(prompt)
+        seqs.append(p + pol.encode(target))
+        starts.append(len(p))
+    T = max(map(len, seqs))
+    ids = torch.full((len(seqs), T), pol.pad_id, dtype=torch.long)
+    att = torch.zeros((len(seqs), T), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s)
+        att[i, :len(s)] = 1
+    loss_mask = torch.zeros((len(seqs), T - 1))  # aligned with logprobs: predicts ids[:, 1:]
+    for i, (s, st) in enumerate(zip(seqs, starts)):
+        loss_mask[i, st - 1:len(s) - 1] = 1.0
+    return ids, att, loss_mask
+
+
+def train_tiny(*, seed: int = 0, steps: int | None = None, log_every: int = 100, verbose: bool = False) -> Policy:
+    """Supervised warm start of the tiny default (see TRAIN); deterministic given the seed and the
+    thread count. Returns the trained Policy (not saved)."""
+    cfg = dict(TRAIN)
+    if steps is not None:
+        cfg["steps"] = steps
+    tok = char_tokenizer()
+    pol = Policy(_llama(tok, seed, **TINY_ARCH), tok, TINY_FORMAT)
+    task = ArithTask(TINY_FORMAT, **TINY_TASK)
+    rng = random.Random(seed)
+    opt = torch.optim.AdamW(pol.model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"],
+                            betas=(0.9, 0.98))
+    total = cfg["steps"]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg["warmup"]) * 0.5 * (
+        1 + torch.cos(torch.tensor(torch.pi * min(s, total) / total)).item()) + 0.02)
+    pol.model.train()
+    t0, bs = time.time(), cfg["batch_size"]
+    for step in range(total):
+        kind = "loc" if rng.random() < cfg["loc_frac"] else "sol"
+        ids, att, lm = _batch(pol, _pairs(task, rng, bs, kind, seed=seed * 100_003 + step))
+        logp = pol.logprobs(ids, att)  # (B, T-1)
+        loss = -(logp * lm).sum() / lm.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(pol.model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if verbose and (step % log_every == 0 or step == total - 1):
+            print(f"step {step:5d}  {kind}  loss {loss.item():.4f}  {time.time() - t0:6.1f} s", flush=True)
+    pol.model.eval()
+    pol.meta = {"task": {"name": "arith", **TINY_TASK}, "train": {**cfg, "seed": seed}}
+    return pol
+
+
+def evaluate_tiny(pol: Policy, *, n: int = 300, seed: int = 1234, task_kw: dict | None = None) -> dict:
+    """Greedy accuracy on ``n`` test problems; localization accuracy on chains with one injected
+    error (vs chance ``E[1 / n_steps]``) and on the model's own failed chains (vs the step checker)."""
+    task = ArithTask(pol.fmt, **(task_kw or TINY_TASK))
+    probs = task.sample(n, seed=seed, split="test")
+    outs = pol.generate([task.prompt(p) for p in probs], greedy=True, max_thoughts=8, max_thought_tokens=16)
+    acc = sum(task.reward(p, o[0].text) for p, o in zip(probs, outs)) / n
+    rng = random.Random(seed)
+    steps, prompts, chance = [], [], 0.0
+    for p in probs:
+        k = len(p.meta["ops"]) + 1
+        steps.append(rng.randint(1, k))
+        prompts.append(localization_prompt(task, p, task.corrupt(p, steps[-1], rng)))
+        chance += 1 / k
+    replies = pol.complete(prompts, greedy=True, max_new_tokens=8)
+    hits = [parse_localization(r, len(p.meta["ops"]) + 1, pol.fmt).index == s
+            for r, p, s in zip(replies, probs, steps)]
+    own, own_hit = 0, 0  # the model's own wrong chains that have a checker-found first error
+    fail = [(p, o[0]) for p, o in zip(probs, outs) if task.reward(p, o[0].text) == 0 and o[0].thoughts]
+    fail = [(p, s, task.first_error(p, s.thoughts)) for p, s in fail]
+    fail = [f for f in fail if f[2] is not None]
+    if fail:
+        rep = pol.complete([localization_prompt(task, p, s.thoughts) for p, s, _ in fail], greedy=True,
+                           max_new_tokens=8)
+        own = len(fail)
+        own_hit = sum(parse_localization(r, len(s.thoughts), pol.fmt).index == e for r, (p, s, e) in zip(rep, fail))
+    return {"accuracy": acc, "loc_accuracy_injected": sum(hits) / n, "loc_chance_injected": chance / n,
+            "loc_accuracy_own_failures": own_hit / own if own else float("nan"), "n_own_failures": own, "n": n}
+
+
+def recipe(seed: int = 0) -> dict:
+    """Everything the tiny default depends on; a cached build with another recipe is rebuilt."""
+    return {"seed": seed, "arch": TINY_ARCH, "task": TINY_TASK, "train": TRAIN, "version": 1}
+
+
+def ensure_tiny(*, seed: int = 0, force: bool = False, verbose: bool = False) -> Path:
+    """Path of the warm-started tiny default, building it (minutes on 2 CPU cores) if missing or if it
+    was built with another recipe. Safe against concurrent builders (build in a temp dir, then rename)."""
+    import json
+    import shutil
+
+    d = tiny_dir() if seed == 0 else tiny_dir().with_name(f"tiny-seed{seed}")
+    meta_file = d / "credit_resets.json"
+    want = json.loads(json.dumps(recipe(seed)))
+    if not force and (d / "config.json").is_file() and meta_file.is_file():
+        if json.loads(meta_file.read_text()).get("recipe") == want:
+            return d
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(2, threads))
+    try:
+        pol = train_tiny(seed=seed, verbose=verbose)
+    finally:
+        torch.set_num_threads(threads)
+    tmp = d.with_name(d.name + f".tmp{os.getpid()}")
+    pol.save_pretrained(tmp, recipe=want)
+    old = d.with_name(d.name + f".old{os.getpid()}")
+    if d.exists():
+        d.rename(old)
+    try:
+        tmp.rename(d)
+    except OSError:  # another process finished first: keep its build
+        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    return d
+
+
+def main(argv=None):
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description="Build the tiny offline default and print its accuracy.")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--force", action="store_true", help="rebuild even if cached")
+    ap.add_argument("--steps", type=int, default=None, help="(experiments) train this many steps, do not cache")
+    a = ap.parse_args(argv)
+    t0 = time.time()
+    if a.steps is not None:
+        torch.set_num_threads(2)
+        pol = train_tiny(seed=a.seed, steps=a.steps, verbose=True)
+    else:
+        path = ensure_tiny(seed=a.seed, force=a.force, verbose=True)
+        print(f"tiny default at {path}")
+        pol = Policy.from_pretrained(str(path))
+    print(f"built/loaded in {time.time() - t0:.1f} s; "
+          f"{sum(p.numel() for p in pol.model.parameters()) / 1e6:.2f}M parameters")
+    print(json.dumps(evaluate_tiny(pol), indent=1))
+
+
+if __name__ == "__main__":
+    main()
