@@ -1,0 +1,185 @@
+"""Trainer on the micro model: metrics, resume equivalence, NaN skip, LoRA, PPO+KL, CLI errors."""
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+import torch
+
+from llm import checkpoint as C
+from llm import train as T
+
+from ._trainkit import even_task, micro_cfg, save_micro, strip_times
+
+pytest.importorskip("llm.tiny")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_micro(tmp_path_factory.mktemp("micro"))
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _read(out):
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+
+
+REQUIRED = {"reward_mean", "accuracy", "adv_mean", "adv_std", "loss", "kl", "entropy", "tokens_generated",
+            "reset_step_hist", "loc_fallback_rate", "step_time_s", "elapsed_s", "lr", "grad_norm", "skipped"}
+
+
+@pytest.mark.parametrize("method", ["grpo", "srpo"])
+def test_metrics_jsonl_every_step_and_eval(model_dir, tmp_path, method):
+    out = tmp_path / "run"
+    recs = T.train(micro_cfg(model_dir, str(out), method), task=even_task())
+    on_disk = _read(out)
+    assert on_disk == json.loads(json.dumps(recs))
+    train = [r for r in on_disk if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2, 3, 4]
+    assert REQUIRED <= set(train[0])
+    assert [r["step"] for r in on_disk if r["kind"] == "eval"] == [0, 2, 4]
+    assert all(r["samples"] == 4 * 8 for r in train)
+    assert any(r["grad_norm"] and r["grad_norm"] > 0 for r in train)  # the even-task gives signal
+    if method == "srpo":
+        assert sum(sum(r["reset_step_hist"].values()) for r in train) == sum(r["resets"] for r in train) > 0
+    assert (out / "config.yaml").is_file() and (out / "final" / "config.json").is_file()
+    assert [p.name for p in C.list_checkpoints(out / "checkpoints")] == ["step_00000002.pt", "step_00000004.pt"]
+
+
+class _Killed(Exception):
+    pass
+
+
+class _DiesAfterStep3(T.Trainer):
+    """Simulates a kill after step 3's metrics were written but before the step-4 checkpoint."""
+
+    def _log(self, rec):
+        super()._log(rec)
+        if rec["kind"] == "train" and rec["step"] == 3:
+            raise _Killed
+
+
+@pytest.mark.parametrize("method", ["srpo", "rrpo"])
+def test_killed_and_resumed_run_reproduces_uninterrupted_metrics(model_dir, tmp_path, method):
+    ref = T.train(micro_cfg(model_dir, str(tmp_path / "a"), method), task=even_task())
+    out = tmp_path / "b"
+    with pytest.raises(_Killed):
+        _DiesAfterStep3(micro_cfg(model_dir, str(out), method), task=even_task()).run()
+    assert max(r["step"] for r in _read(out)) == 3 and C.latest_checkpoint(out / "checkpoints").name.endswith("2.pt")
+    (out / "checkpoints" / ".tmp-step_00000003.pt-1").write_bytes(b"half a file")  # died mid-write too
+    resumed = T.train(micro_cfg(model_dir, str(out), method, "--resume"), task=even_task())
+    assert strip_times(_read(out)) == strip_times(json.loads(json.dumps(ref)))
+    assert strip_times(json.loads(json.dumps(resumed))) == strip_times(json.loads(json.dumps(ref)))
+    a = torch.load(tmp_path / "a" / "checkpoints" / "step_00000004.pt", weights_only=False)
+    b = torch.load(out / "checkpoints" / "step_00000004.pt", weights_only=False)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_nan_loss_skips_the_step_and_writes_no_poison(model_dir, tmp_path, monkeypatch):
+    real = T.build_rollouts
+
+    def poisoned(*a, **kw):
+        rb = real(*a, **kw)
+        if kw["prompt_ids"][0] == 4:  # step 2 (4 prompts per step)
+            rb.advantages[:] = float("nan")
+        return rb
+
+    monkeypatch.setattr(T, "build_rollouts", poisoned)
+    out = tmp_path / "nan"
+    tr = T.Trainer(micro_cfg(model_dir, str(out), "grpo"), task=even_task())
+    before = {}
+
+    real_update = tr.update
+
+    def spy(rb):
+        if tr.step == 1:
+            before.update({k: v.detach().clone() for k, v in tr.policy.model.state_dict().items()})
+        res = real_update(rb)
+        if tr.step == 1:  # nothing changed by the skipped step
+            for k, v in tr.policy.model.state_dict().items():
+                assert torch.equal(v, before[k]), k
+        return res
+
+    tr.update = spy
+    with pytest.warns(UserWarning, match="non-finite loss"):
+        recs = tr.run()
+    train = {r["step"]: r for r in recs if r["kind"] == "train"}
+    assert train[2]["skipped"] and train[2]["skip_reason"] == "non-finite loss"
+    assert not train[1]["skipped"] and not train[3]["skipped"]
+    st = C.load_checkpoint(out / "checkpoints" / "step_00000002.pt")
+    assert not C.nonfinite_tensors(st["model"]) and not C.nonfinite_tensors(st["optimizer"])
+
+
+def test_lora_trains_adapters_only(model_dir, tmp_path):
+    tr = T.Trainer(micro_cfg(model_dir, str(tmp_path / "l"), "grpo", "--lora.enabled", "true", "--lora.r", "4",
+                             "--lora.alpha", "8", "--steps", "2", "--eval_every", "0"), task=even_task())
+    base = {k: v.clone() for k, v in tr.policy.model.state_dict().items() if "lora" not in k}
+    tr.run()
+    after = tr.policy.model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in base.items())
+    lora = [k for k in after if "lora_B" in k]
+    assert lora and any(after[k].abs().sum() > 0 for k in lora)  # B starts at 0: it moved
+    assert (tmp_path / "l" / "final" / "adapter_config.json").is_file()
+    st = C.load_checkpoint(tmp_path / "l" / "checkpoints" / "step_00000002.pt")
+    assert st["model"] and all("lora" in k for k in st["model"])
+
+
+def test_ppo_inner_epochs_with_kl(model_dir, tmp_path):
+    recs = T.train(micro_cfg(model_dir, str(tmp_path / "p"), "rrpo", "--loss.kind", "ppo", "--loss.inner_epochs",
+                             "2", "--loss.beta", "0.05", "--steps", "2", "--eval_every", "0"), task=even_task())
+    train = [r for r in recs if r["kind"] == "train"]
+    assert train[0]["kl"] == pytest.approx(0.0, abs=1e-7)    # policy == reference at step 1
+    assert train[1]["kl"] > 0 and math.isfinite(train[1]["loss"])
+
+
+def test_scheduler_shapes():
+    from llm.config import parse_args
+    cfg = parse_args(["--steps", "10", "--warmup_steps", "2", "--schedule", "linear", "--lr", "1.0"])
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    s = T.make_scheduler(opt, cfg)
+    lrs = []
+    for _ in range(10):
+        lrs.append(s.get_last_lr()[0])
+        opt.step()
+        s.step()
+    assert lrs[:3] == pytest.approx([0.5, 1.0, 1.0]) and lrs[-1] == pytest.approx(1 / 8)
+
+
+def test_step_problems_cover_epoch_and_are_seeded():
+    data = list(range(10))
+    seen = [p for s in range(1, 6) for p in T.step_problems(data, s, 2, seed=0)[0]]
+    assert sorted(seen) == data
+    assert T.step_problems(data, 3, 2, 0) == T.step_problems(data, 3, 2, 0)
+    assert T.step_problems(data, 3, 2, 0)[1] == [4, 5]
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--method", "dpo"], "method must be one of"),
+    (["--task", "nosuchtask"], "task"),
+    (["--model", "./no/such/dir"], "does not exist"),
+    (["--n_fresh", "4", "--rollouts_per_prompt", "6", "--n_resets", "3"], "budget too small"),
+    (["--method", "oracle", "--task", "rg:chain_sum"], "step checker"),
+])
+def test_cli_errors_before_model_load(args, match, capsys, monkeypatch):
+    import llm.policy
+    monkeypatch.setattr(llm.policy.Policy, "from_pretrained", classmethod(lambda *a, **k: pytest.fail("loaded")))
+    assert T.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llm.train: error:") and re.search(match, err), err
+
+
+def test_existing_checkpoints_need_resume(model_dir, tmp_path):
+    out = tmp_path / "r"
+    C.save_checkpoint(out / "checkpoints", 1, {"model": {}})
+    with pytest.raises(ValueError, match="--resume"):
+        T.Trainer(micro_cfg(model_dir, str(out), "grpo"), task=even_task())
