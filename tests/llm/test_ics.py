@@ -348,6 +348,19 @@ def test_flatten_with_map_and_token_cut():
     assert [B.thought_of_token([3, 7], c) for c in (0, 2, 3, 6, 7, 9)] == [1, 1, 2, 2, 3, 3]
 
 
+@given(st.lists(st.text(alphabet="ab =+1\n", max_size=6), max_size=5))
+def test_flatten_map_property(thoughts):
+    text = DEFAULT_FORMAT.join(thoughts)
+    flat, idx = B.flatten_with_map(text, D)
+    assert flat == "".join(t + " " for t in thoughts) and idx[-1] == len(text)
+    for i, ch in enumerate(flat):
+        assert text[idx[i]] == ch or (ch == " " and text.startswith(D, idx[i]))
+    # without spaces inside thoughts, the flat spaces before i are exactly the delimiters before idx[i]
+    if not any(" " in t for t in thoughts):
+        for i in range(len(flat) + 1):
+            assert text[:idx[i]].count(D) == flat[:i].count(" ")
+
+
 @pytest.mark.parametrize("kw,msg", [
     (dict(method="beam"), "method"), (dict(level="L4"), "level"), (dict(max_iters=0), "max_iters"),
     (dict(temperature_judge=-1.0), "temperature_judge"), (dict(top_p=0.0), "top_p"),
