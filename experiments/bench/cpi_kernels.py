@@ -59,8 +59,10 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 try:  # run as a module (python -m experiments.bench.cpi_kernels)
+    from . import proto_eval
     from ._timing import interleaved, run_capped, summary
 except ImportError:  # run as a script
+    import proto_eval
     from _timing import interleaved, run_capped, summary
 
 import cpi
@@ -198,6 +200,26 @@ def scipy_tree_evaluate(mdp: cpi.TabularMDP, pi):
     return V, m / m.sum()
 
 
+PROTO = "prototype: numba BiCGSTAB, compact P_pi (V + d)"
+SWEEP10 = "cpi.bellman_sweep, 10 in a row (per sweep)"
+PROTO_SWEEP = "prototype: serial numba sweep (1 thread)"
+
+
+def sweeps(mdp, v, k):
+    """A callable running ``k`` value-iteration sweeps back to back from ``v`` (ping-pong
+    buffers allocated once, outside the timed call); it returns None (not compared)."""
+    bufs = [np.empty(mdp.S), np.empty(mdp.S)]
+    act = np.empty(mdp.S, np.int64)
+
+    def run():
+        x = v
+        for i in range(k):
+            out = bufs[i % 2]
+            cpi.bellman_sweep(mdp, x, out, act)
+            x = out
+    return run
+
+
 def copy_case(mb: int):
     src = np.ones(mb * 2**20 // 8)
     dst = np.empty_like(src)
@@ -229,9 +251,16 @@ def child(op: str, S: int) -> None:
 
 
 # ============================================================================ groups
-def group_rows(mdp_name, op, times, results, ref_name, ref_result, nbytes, notes=None):
-    """Rows of one interleaved group; ratios against ``ref_name`` (a cpi contender)."""
+def group_rows(mdp_name, op, times, results, ref_name, ref_result, nbytes, notes=None,
+               per_call=None):
+    """Rows of one interleaved group; ratios against ``ref_name`` (a cpi contender).
+
+    ``per_call[name] = k``: that contender runs the operation ``k`` times back to back per
+    timed call; its times are divided by ``k``.
+    """
     notes = notes or {}
+    per_call = per_call or {}
+    times = {k: np.asarray(ts) / per_call.get(k, 1) for k, ts in times.items()}
     ref_med = summary(times[ref_name])["median"]
     rows = []
     for name, ts in times.items():
@@ -245,7 +274,7 @@ def group_rows(mdp_name, op, times, results, ref_name, ref_result, nbytes, notes
         else:
             row["GBps_P"] = nbytes["P"] / s["median"] / 1e9
             row["x_vs_cpi"] = s["median"] / ref_med
-            if ref_result is not None and name in results:
+            if ref_result is not None and results.get(name) is not None:
                 row["rel_err"] = rel_err(results[name], ref_result)
         rows.append(row)
     return rows
@@ -285,6 +314,7 @@ def bench_garnet(S: int, sz: Sizes, capped: bool, log) -> list[dict]:
         "cpi.evaluate (V + d)": lambda: cpi.evaluate(mdp, pi).V,
         "cpi.value (V)": lambda: cpi.value(mdp, pi),
         "scipy bicgstab (V, rtol 1e-10)": lambda: scipy_bicgstab_value(mdp, act),
+        PROTO: lambda: proto_eval.evaluate(mdp, pi)[0],
     }
     if not capped:
         cases["quantecon evaluate_policy (V, spsolve)"] = lambda: ddp.evaluate_policy(act)
@@ -292,7 +322,8 @@ def bench_garnet(S: int, sz: Sizes, capped: bool, log) -> list[dict]:
     times, res = interleaved(cases, sz.reps)
     V_ref = res["cpi.value (V)"]
     rows += group_rows(name, "policy evaluation", times, res, "cpi.evaluate (V + d)", V_ref,
-                       nbytes, notes={"cpi.evaluate (V + d)": "ratio reference; also computes d"})
+                       nbytes, notes={"cpi.evaluate (V + d)": "ratio reference; also computes d",
+                                      PROTO: "NOT cpi: experiments/bench/proto_eval.py; V + d"})
     log(f"[{name}] evaluation done")
 
     # --- one VI sweep
@@ -303,6 +334,8 @@ def bench_garnet(S: int, sz: Sizes, capped: bool, log) -> list[dict]:
     nbytes["copy"] = copy_bytes
     cases = {
         "cpi.bellman_sweep": lambda: cpi.bellman_sweep(mdp, v)[0],
+        SWEEP10: sweeps(mdp, v, 10),
+        PROTO_SWEEP: lambda: proto_eval.sweep(mdp, v)[0],
         "scipy CSR mat-vec + max": lambda: scipy_sweep(mdp, v)[0],
         "quantecon bellman_operator": lambda: ddp.bellman_operator(v, Tv=Tv, sigma=sigma).copy(),
         "pymdptoolbox _bellmanOperator": lambda: obj._bellmanOperator(v)[1],
@@ -310,8 +343,10 @@ def bench_garnet(S: int, sz: Sizes, capped: bool, log) -> list[dict]:
     }
     times, res = interleaved(cases, max(sz.reps, 9))
     rows += group_rows(name, "VI sweep", times, res, "cpi.bellman_sweep",
-                       res["cpi.bellman_sweep"], nbytes,
-                       notes={"pymdptoolbox _bellmanOperator": "object built without its input checks"})
+                       res["cpi.bellman_sweep"], nbytes, per_call={SWEEP10: 10},
+                       notes={"pymdptoolbox _bellmanOperator": "object built without its input checks",
+                              SWEEP10: "value iteration: 10 sweeps back to back, time / 10",
+                              PROTO_SWEEP: "NOT cpi: experiments/bench/proto_eval.py"})
     del copy_f
     log(f"[{name}] sweep done")
 
@@ -385,14 +420,18 @@ def bench_tree(sz: Sizes, log) -> list[dict]:
     nbytes["copy"] = copy_bytes
     cases = {
         "cpi.bellman_sweep": lambda: cpi.bellman_sweep(mdp, v)[0],
+        SWEEP10: sweeps(mdp, v, 10),
+        PROTO_SWEEP: lambda: proto_eval.sweep(mdp, v)[0],
         "scipy CSR mat-vec + max": lambda: scipy_sweep(mdp, v)[0],
         "quantecon bellman_operator": lambda: ddp.bellman_operator(v, Tv=Tv, sigma=sigma).copy(),
         f"numpy copy {sz.copy_mb} MB (read+write)": copy_f,
     }
     times, res = interleaved(cases, max(sz.reps, 9))
     rows += group_rows(name, "VI sweep", times, res, "cpi.bellman_sweep",
-                       res["cpi.bellman_sweep"], nbytes,
-                       notes={"quantecon bellman_operator": "beta = 1 (allowed for operators)"})
+                       res["cpi.bellman_sweep"], nbytes, per_call={SWEEP10: 10},
+                       notes={"quantecon bellman_operator": "beta = 1 (allowed for operators)",
+                              SWEEP10: "value iteration: 10 sweeps back to back, time / 10",
+                              PROTO_SWEEP: "NOT cpi: experiments/bench/proto_eval.py"})
     log(f"[{name}] sweep done")
     return rows
 

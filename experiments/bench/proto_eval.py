@@ -1,0 +1,212 @@
+"""Prototype (benchmark-only): policy evaluation without BLAS, for a proposed fix of ``cpi``.
+
+Not part of ``cpi``; the benchmark times it beside ``cpi.evaluate`` to size a fix.
+What it changes relative to ``cpi.exact._solve`` (scipy ``bicgstab`` on a ``LinearOperator``):
+
+1. ``P_pi`` is built in O(nnz) from the CSR arrays of ``P`` keeping only the entries with
+   ``pi(a|s) > 0`` (``cpi.policy_matrix`` keeps all ``A`` actions' entries, zero-weighted,
+   so a deterministic policy costs ``A`` times the mat-vec work);
+2. BiCGSTAB (van der Vorst 1992, SIAM J. Sci. Stat. Comput. 13(2), Alg. "Bi-CGSTAB") runs
+   as one numba loop: no OpenBLAS level-1 calls, whose threads stall on a busy shared
+   machine, and no Python per iteration;
+3. the occupancy solves ``(I - gamma P_pi)^T m = mu`` with a scatter mat-vec (no explicit
+   transpose) and does not recompute ``V``.
+
+Same conventions as ``cpi.evaluate``: terminal rows of ``P_pi`` zeroed, the mass reaching a
+terminal ``t`` is divided by ``1 - gamma`` (or dropped when ``gamma == 1``), ``d`` normalised.
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+
+@nb.njit(cache=True)
+def compact_ppi(indptr, indices, data, pi, terminal, A):
+    """CSR arrays of ``P_pi`` (S, S): ``P_pi[s] = sum_a pi(a|s) P(.|s, a)``, entries with
+    ``pi(a|s) == 0`` and terminal rows left out (duplicate columns kept; the mat-vec sums)."""
+    S = terminal.shape[0]
+    ip = np.zeros(S + 1, np.int64)
+    for s in range(S):
+        n = 0
+        if not terminal[s]:
+            for a in range(A):
+                if pi[s, a] > 0.0:
+                    row = s * A + a
+                    n += indptr[row + 1] - indptr[row]
+        ip[s + 1] = ip[s] + n
+    ix = np.empty(ip[S], indices.dtype)
+    dx = np.empty(ip[S], np.float64)
+    for s in range(S):
+        if terminal[s]:
+            continue
+        k = ip[s]
+        for a in range(A):
+            p = pi[s, a]
+            if p > 0.0:
+                row = s * A + a
+                for j in range(indptr[row], indptr[row + 1]):
+                    ix[k] = indices[j]
+                    dx[k] = p * data[j]
+                    k += 1
+    return ip, ix, dx
+
+
+@nb.njit(cache=True)
+def _apply(ip, ix, dx, g, x, y, transpose):
+    """``y = x - g P x`` or, with ``transpose``, ``y = x - g P^T x``."""
+    S = x.shape[0]
+    if transpose:
+        for s in range(S):
+            y[s] = x[s]
+        for s in range(S):
+            xs = g * x[s]
+            if xs != 0.0:
+                for k in range(ip[s], ip[s + 1]):
+                    y[ix[k]] -= dx[k] * xs
+    else:
+        for s in range(S):
+            acc = 0.0
+            for k in range(ip[s], ip[s + 1]):
+                acc += dx[k] * x[ix[k]]
+            y[s] = x[s] - g * acc
+
+
+@nb.njit(cache=True)
+def bicgstab(ip, ix, dx, g, b, transpose, rtol, maxiter):
+    """Solve ``(I - g P) x = b`` (or the transposed system); returns ``(x, iters, res)``
+    where ``res`` is the true residual ``max |b - (I - gP) x|`` at exit. On a breakdown
+    (``rho == 0``, ``omega == 0``) it restarts with the current residual as shadow residual."""
+    S = b.shape[0]
+    x = b.copy()
+    r = np.empty(S)
+    _apply(ip, ix, dx, g, x, r, transpose)
+    bn = 0.0
+    for i in range(S):
+        r[i] = b[i] - r[i]
+        bn += b[i] * b[i]
+    bn = np.sqrt(bn)
+    tol = rtol * bn
+    rh = r.copy()
+    p = np.zeros(S)
+    v = np.zeros(S)
+    s = np.empty(S)
+    t = np.empty(S)
+    rho = alpha = omega = 1.0
+    it = 0
+    resets = 0
+    rn = 0.0
+    for i in range(S):
+        rn += r[i] * r[i]
+    while np.sqrt(rn) > tol and it < maxiter:
+        it += 1
+        rho_new = 0.0
+        for i in range(S):
+            rho_new += rh[i] * r[i]
+        if rho_new == 0.0 or omega == 0.0:
+            # breakdown: restart with the current residual as the shadow residual
+            if resets >= 50:
+                break
+            resets += 1
+            for i in range(S):
+                rh[i] = r[i]
+                p[i] = 0.0
+                v[i] = 0.0
+            rho = alpha = omega = 1.0
+            rho_new = rn
+        beta = (rho_new / rho) * (alpha / omega)
+        for i in range(S):
+            p[i] = r[i] + beta * (p[i] - omega * v[i])
+        _apply(ip, ix, dx, g, p, v, transpose)
+        rv = 0.0
+        for i in range(S):
+            rv += rh[i] * v[i]
+        if rv == 0.0:
+            omega = 0.0  # forces a restart
+            continue
+        alpha = rho_new / rv
+        sn = 0.0
+        for i in range(S):
+            s[i] = r[i] - alpha * v[i]
+            sn += s[i] * s[i]
+        if np.sqrt(sn) <= tol:
+            for i in range(S):
+                x[i] += alpha * p[i]
+            break
+        _apply(ip, ix, dx, g, s, t, transpose)
+        ts = 0.0
+        tt = 0.0
+        for i in range(S):
+            ts += t[i] * s[i]
+            tt += t[i] * t[i]
+        omega = ts / tt if tt > 0.0 else 0.0
+        rn = 0.0
+        for i in range(S):
+            x[i] += alpha * p[i] + omega * s[i]
+            r[i] = s[i] - omega * t[i]
+            rn += r[i] * r[i]
+        rho = rho_new
+    _apply(ip, ix, dx, g, x, r, transpose)
+    res = 0.0
+    for i in range(S):
+        res = max(res, abs(b[i] - r[i]))
+    return x, it, res
+
+
+def evaluate(mdp, pi, start=None, rtol: float = 1e-13):
+    """``(V, d, H)`` like ``cpi.evaluate`` for a cyclic MDP (gamma < 1), by the kernels above.
+
+    Raises RuntimeError when the true residual is above ``1e-10 * max|b|`` (cpi would fall
+    back to GMRES / sparse LU there; the prototype does not).
+    """
+    pi = mdp.check_policy(pi)
+    mu = mdp.initial if start is None else mdp.check_distribution(start, "start")
+    P = mdp.P
+    ip, ix, dx = compact_ppi(P.indptr, P.indices, P.data, pi, mdp.terminal, mdp.A)
+    Rpi = np.where(mdp.terminal, 0.0, np.einsum("sa,sa->s", pi, mdp.R))
+    g = mdp.gamma
+    V, _, res = bicgstab(ip, ix, dx, g, Rpi, False, rtol, 20 * mdp.S)
+    if res > 1e-10 * max(np.abs(Rpi).max(), 1e-300):
+        raise RuntimeError(f"prototype bicgstab (V) did not converge: residual {res:.2e}")
+    m, _, res = bicgstab(ip, ix, dx, g, mu, True, rtol, 20 * mdp.S)
+    if res > 1e-10 * max(np.abs(mu).max(), 1e-300):
+        raise RuntimeError(f"prototype bicgstab (d) did not converge: residual {res:.2e}")
+    if g < 1.0:
+        m[mdp.terminal] /= 1.0 - g
+        H = 1.0 / (1.0 - g)
+    else:
+        m[mdp.terminal] = 0.0
+        H = float(m.sum())
+    np.maximum(m, 0.0, out=m)
+    return V, m / m.sum(), H
+
+
+@nb.njit(cache=True)
+def sweep_serial(indptr, indices, data, R, gamma, V, V_out, act_out):
+    """``cpi._kernels.bellman_sweep`` without ``prange``: one thread, no fork/join barrier
+    (on a contended machine a parallel region waits for its slowest, possibly preempted,
+    thread)."""
+    S, A = R.shape
+    for s in range(S):
+        best = -np.inf
+        besta = 0
+        for a in range(A):
+            row = s * A + a
+            acc = 0.0
+            for k in range(indptr[row], indptr[row + 1]):
+                acc += data[k] * V[indices[k]]
+            q = R[s, a] + gamma * acc
+            if q > best:
+                best = q
+                besta = a
+        V_out[s] = best
+        act_out[s] = besta
+
+
+def sweep(mdp, V):
+    """One serial value-iteration sweep; returns ``(V_out, argmax)`` like ``cpi.bellman_sweep``."""
+    V = np.ascontiguousarray(V, dtype=np.float64)
+    V_out = np.empty(mdp.S)
+    act = np.empty(mdp.S, np.int64)
+    sweep_serial(mdp.P.indptr, mdp.P.indices, mdp.P.data, mdp.R, mdp.gamma, V, V_out, act)
+    return V_out, act
