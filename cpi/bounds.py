@@ -29,7 +29,7 @@ import numpy as np
 __all__ = [
     "tolerance", "state_advantage", "kl_eps", "pdl_gain", "kl_lower_bound", "kl_step_size",
     "kl_guaranteed_gain", "kl_iteration_bound", "finite_horizon_lower_bound",
-    "finite_horizon_step_size", "spi_lower_bound", "spi_step_size",
+    "finite_horizon_step_size", "finite_horizon_guaranteed_gain", "spi_lower_bound", "spi_step_size",
     "spi_finite_horizon_lower_bound", "spi_finite_horizon_step_size", "policy_distance",
     "advantage_span", "mismatch_coefficient", "final_guarantee", "final_guarantee_mu",
     "rr_sample_complexity", "caro_sample_complexity", "rr_improvement", "caro_improvement",
@@ -184,6 +184,17 @@ def finite_horizon_step_size(adv_total, eps_bound, H) -> float:
     if H == 1:
         return 1.0
     return float(min(1.0, adv_total / (2.0 * eps_bound * H * (H - 1))))
+
+
+def finite_horizon_guaranteed_gain(adv_total, eps_bound, H) -> float:
+    """Gain guaranteed at ``alpha = finite_horizon_step_size(adv_total, eps_bound, H)``.
+
+    The relaxed bound ``alpha adv_total - alpha^2 eps_bound H (H-1)`` at that step:
+    ``adv_total^2 / (4 eps_bound H (H-1))`` when unclipped (``adv_total`` when ``H == 1``).
+    Valid whenever ``eps <= eps_bound``. Derived here (finite-horizon K&L Corollary 4.2).
+    """
+    alpha = finite_horizon_step_size(adv_total, eps_bound, H)
+    return alpha * adv_total - alpha ** 2 * eps_bound * int(H) * (int(H) - 1)
 
 
 # ----------------------------------------------------------------------------- SPI
