@@ -169,6 +169,8 @@ class ProblemResult:
     method: str
     level: str
     exit: int = 0
+    """1 verified, 2 disagreement (localizer says no error), 3 max iterations (0 while running)."""
+    question: str = ""
     attempts: list[Attempt] = field(default_factory=list)
     rounds: list[Round] = field(default_factory=list)
 
@@ -197,7 +199,8 @@ class _State:
     def __init__(self, task, problem):
         self.problem = problem
         self.prompt = task.prompt(problem)
-        self.res = ProblemResult(id=str(problem.id), answer=str(problem.answer), method="", level="")
+        self.res = ProblemResult(id=str(problem.id), answer=str(problem.answer), method="", level="",
+                                 question=str(problem.question))
         self.sample = None  # current chain (a Policy Sample)
 
     def add(self, task, sample, reset_at=None):
