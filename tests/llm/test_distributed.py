@@ -1,0 +1,86 @@
+"""Two CPU processes (gloo, DDP) reproduce a single-process run with the same global batch."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from llm import distributed as D
+
+from ._trainkit import even_task, micro_cfg, save_micro, strip_times
+
+pytest.importorskip("llm.tiny")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, model_dir: str, out: str, method: str):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from llm.train import train
+    info = D.init_distributed("cpu")
+    try:
+        train(micro_cfg(model_dir, out, method, "--sampling_rng", "per_prompt", "--device", "cpu"), info,
+              task=even_task())
+    finally:
+        D.shutdown(info)
+
+
+def _read(p):
+    return [json.loads(x) for x in open(p).read().splitlines() if x.strip()]
+
+
+def _close(a, b, path=""):
+    if isinstance(a, float) or isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-4, abs=1e-5), path
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            _close(a[k], b[k], f"{path}.{k}")
+    else:
+        assert a == b, path
+
+
+# each spawned process spends ~5-10 s importing transformers on a shared 2-core box: one method by default
+@pytest.mark.parametrize("method", ["srpo", pytest.param("grpo", marks=pytest.mark.slow),
+                                    pytest.param("oracle", marks=pytest.mark.slow)])
+def test_two_gloo_processes_match_one_process(tmp_path, method):
+    torch.set_num_threads(1)
+    model_dir = save_micro(tmp_path)
+    from llm.train import train
+    single = train(micro_cfg(model_dir, str(tmp_path / "one"), method, "--sampling_rng", "per_prompt"),
+                   task=even_task())
+    mp.spawn(_worker, args=(2, _free_port(), model_dir, str(tmp_path / "two"), method), nprocs=2, join=True)
+    two = _read(tmp_path / "two" / "metrics.jsonl")
+    one = strip_times(json.loads(json.dumps(single)))
+    two = strip_times(two)
+    assert len(one) == len(two)
+    for a, b in zip(one, two):
+        _close(a, b, f"step {a['step']} {a['kind']}")
+    assert any(r["kind"] == "train" and r["grad_norm"] for r in one)
+    a = torch.load(tmp_path / "one" / "checkpoints" / "step_00000004.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "two" / "checkpoints" / "step_00000004.pt", weights_only=False)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_shard_and_single_process_helpers():
+    info = D.DistInfo(rank=1, world_size=2)
+    assert D.shard(list(range(6)), info) == ([3, 4, 5], 3)
+    with pytest.raises(ValueError, match="evenly"):
+        D.shard(list(range(5)), info)
+    one = D.DistInfo()
+    assert D.all_sum([1, 2.5], one) == [1.0, 2.5] and D.gather_lists({"a": [1]}, one) == {"a": [1]}
+    m = torch.nn.Linear(2, 2)
+    assert D.wrap_model(m, one) is m
+    with pytest.raises(ValueError, match="fsdp needs GPUs"):
+        D.wrap_model(m, D.DistInfo(rank=0, world_size=2, backend="gloo"), fsdp=True)
