@@ -305,7 +305,7 @@ def iid_td_constant_bound(T, gamma: float, dist0_sq: float, sigma2: float):
     T = np.asarray(T, dtype=np.float64)
     if np.any(1.0 / np.sqrt(T) > (1.0 - g) / 8 * (1 + 1e-12)):
         raise ValueError(f"the constant-step i.i.d. TD bound needs alpha = 1/sqrt(T) <= "
-                         f"(1-gamma)/8, i.e. T >= {math.ceil(64 / (1 - g) ** 2)}; got T = {T.min():g}")
+                         f"(1-gamma)/8, i.e. T >= {math.ceil(64 / (1 - g) ** 2 - 1e-9)}; got T = {T.min():g}")
     return (_pos("dist0_sq", dist0_sq, True) + 2.0 * _pos("sigma2", sigma2, True)) / ((1.0 - g) * np.sqrt(T))
 
 
