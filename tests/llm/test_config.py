@@ -88,3 +88,16 @@ def test_startup_validation_without_loading_a_model(tmp_path):
         C.validate_startup(C.parse_args(["--method", "oracle", "--task", str(p)]))
     task = C.validate_startup(C.parse_args(["--method", "oracle"]))  # arith has a step checker
     assert task.has_step_checker
+
+
+def test_shipped_yaml_configs_load():
+    from pathlib import Path
+    files = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+    assert files
+    for f in files:
+        cfg = C.load_yaml(f)
+        assert cfg.rollout.method == cfg.method
+    paper = C.load_yaml(Path(__file__).resolve().parents[2] / "configs" / "paper.yaml")
+    assert (paper.optim.lr, paper.optim.weight_decay, paper.optim.grad_clip) == (5e-5, 0.01, 1.0)
+    assert paper.lora.enabled and paper.lora.r == 64 and paper.lora.alpha == 64
+    assert paper.rollout.temperature == 0.7 and paper.rollout.top_p == 0.95 and paper.prompts_per_step == 32

@@ -1,0 +1,158 @@
+"""One RL training step, timed: our GRPO vs TRL's GRPOTrainer (same work), and our SRPO vs our GRPO.
+
+Workload (the same for every contender): the tiny default model (``llm.tiny``), the built-in arith task
+with the tiny model's settings, ``--prompts`` prompts x ``--group`` completions, at most ``--max_new``
+new tokens, temperature 1.0, top_p 1.0 (top_k 0), lr 5e-5 AdamW, beta 0 (no KL, no reference model),
+one optimisation pass, one forward/backward over the whole batch, CPU. TRL: ``GRPOTrainer`` with
+``use_cpu``, no vLLM, ``loss_type="grpo"`` (= our default ``seq-mean-token-mean``), ``num_iterations=1``;
+its step is timed by a callback from ``on_step_begin`` to ``on_step_end`` (generation, scoring, loss,
+backward, optimizer). Ours: ``build_rollouts`` + ``Trainer.update``.
+
+Runs are interleaved in rounds (TRL, our GRPO, our SRPO), each round from freshly loaded tiny weights;
+the first step of each contender in a round is a warm-up and is not counted. Medians over the rest.
+
+    python experiments/bench/train_step.py                  # 32 x 8, 40 tokens, 3 rounds x 3 steps
+    python experiments/bench/train_step.py --rounds 1 --steps 2 --prompts 8   # quick look
+
+Writes ``experiments/bench/results/train_step.json`` (config + every step's numbers) and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from llm.config import parse_args
+from llm.rollouts import _mix, build_rollouts
+from llm.train import Trainer, step_problems
+
+
+def our_cfg(method: str, a, out: str):
+    return parse_args(["--method", method, "--model", a.model, "--task", "arith", "--prompts_per_step",
+                       str(a.prompts), "--rollouts_per_prompt", str(a.group), "--max_new_tokens", str(a.max_new),
+                       "--max_thought_tokens", str(a.max_new), "--temperature", "1.0", "--top_p", "1.0",
+                       "--lr", "5e-5", "--micro_batch_size", str(a.prompts * a.group), "--eval_every", "0",
+                       "--progress", "false", "--out_dir", out, "--steps", str(a.steps), "--seed", str(a.seed)])
+
+
+def run_ours(method: str, a, round_: int) -> list[dict]:
+    with tempfile.TemporaryDirectory() as d:
+        tr = Trainer(our_cfg(method, a, d))
+        rows = []
+        for s in range(1, a.steps + 1):
+            probs, pos = step_problems(tr.train_set, s + 100 * round_, a.prompts, a.seed)
+            t0 = time.perf_counter()
+            rb = build_rollouts(tr.policy, tr.task, probs, tr.cfg.rollout, seed=_mix(a.seed, s, round_),
+                                prompt_ids=pos)
+            t1 = time.perf_counter()
+            tr.update(rb)
+            t2 = time.perf_counter()
+            rows.append(dict(step=s, seconds=t2 - t0, gen_s=t1 - t0, update_s=t2 - t1,
+                             tokens_generated=int(rb.stats["tokens_generated"]),
+                             tokens_trained=int(sum(len(x.response_ids) - x.prefix_len for x in rb.samples)),
+                             reward=float(rb.rewards.mean())))
+        return rows
+
+
+def run_trl(a, round_: int) -> list[dict]:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from llm.tasks import get_task
+    from llm.policy import Policy
+    from llm.tiny import resolve_model
+
+    path = resolve_model(a.model)
+    pol = Policy.from_pretrained(path)
+    task = get_task("arith", fmt=pol.fmt, **{k: v for k, v in pol.meta.get("task", {}).items() if k != "name"})
+    probs = task.sample(a.prompts * (a.steps + 1), seed=_mix(a.seed, 99, round_), split="train")
+    by_id = {p.id: p for p in probs}
+    ds = Dataset.from_dict({"prompt": [task.prompt(p) for p in probs], "pid": [p.id for p in probs]})
+    tokens: list[int] = []
+
+    def reward(prompts, completions, completion_ids, pid, **kw):
+        tokens.append(sum(len(c) for c in completion_ids))
+        return [float(task.reward(by_id[i], c)) for i, c in zip(pid, completions)]
+
+    times: list[tuple[float, float]] = []
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            self.t = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            times.append((self.t, time.perf_counter()))
+
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    with tempfile.TemporaryDirectory() as d:
+        cfg = GRPOConfig(output_dir=d, per_device_train_batch_size=a.prompts * a.group, num_generations=a.group,
+                         max_completion_length=a.max_new, beta=0.0, num_iterations=1, use_cpu=True,
+                         learning_rate=5e-5, weight_decay=0.01, max_grad_norm=1.0, temperature=1.0, top_p=1.0,
+                         top_k=0, loss_type="grpo", gradient_accumulation_steps=1, max_steps=a.steps,
+                         logging_steps=1, report_to=[], save_strategy="no", seed=a.seed, shuffle_dataset=False,
+                         disable_tqdm=True, bf16=False, dataloader_num_workers=0)
+        tr = GRPOTrainer(model=model, reward_funcs=reward, args=cfg, train_dataset=ds, processing_class=tok,
+                         callbacks=[Clock()])
+        tr.train()
+    return [dict(step=i + 1, seconds=t1 - t0, tokens_generated=tokens[i] if i < len(tokens) else None)
+            for i, (t0, t1) in enumerate(times)]
+
+
+def summarise(rows: list[dict]) -> dict:
+    warm = [r for r in rows if r["step"] > 1] or rows
+    sec = statistics.median(r["seconds"] for r in warm)
+    tok = statistics.median(r["tokens_generated"] for r in warm if r.get("tokens_generated") is not None)
+    return {"sec_per_step": sec, "tokens_generated_per_step": tok, "tokens_per_s": tok / sec, "n": len(warm)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="tiny", help="model dir (default: the tiny default)")
+    ap.add_argument("--prompts", type=int, default=32)
+    ap.add_argument("--group", type=int, default=8)
+    ap.add_argument("--max_new", type=int, default=40)
+    ap.add_argument("--steps", type=int, default=3, help="steps per contender per round (first is warm-up)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip_trl", action="store_true")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_step.json"))
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    raw: dict[str, list[dict]] = {"trl_grpo": [], "ours_grpo": [], "ours_srpo": []}
+    for r in range(a.rounds):
+        if not a.skip_trl:
+            raw["trl_grpo"] += [{**x, "round": r} for x in run_trl(a, r)]
+        raw["ours_grpo"] += [{**x, "round": r} for x in run_ours("grpo", a, r)]
+        raw["ours_srpo"] += [{**x, "round": r} for x in run_ours("srpo", a, r)]
+        print(f"round {r}: " + ", ".join(f"{k} {statistics.median(x['seconds'] for x in v if x['round'] == r):.3f} s"
+                                        for k, v in raw.items() if v), flush=True)
+    summ = {k: summarise(v) for k, v in raw.items() if v}
+    ratios = {"ours_grpo / trl_grpo": summ["ours_grpo"]["sec_per_step"] / summ["trl_grpo"]["sec_per_step"]
+              if "trl_grpo" in summ else None,
+              "ours_srpo / ours_grpo": summ["ours_srpo"]["sec_per_step"] / summ["ours_grpo"]["sec_per_step"]}
+    print(f"\n{a.prompts} prompts x {a.group} completions, <= {a.max_new} new tokens, {a.threads} threads, "
+          f"medians over {a.rounds} rounds x {a.steps - 1} timed steps\n")
+    print("| contender | s / step | generated tokens / step | tokens / s |")
+    print("|---|---|---|---|")
+    for k, v in summ.items():
+        print(f"| {k} | {v['sec_per_step']:.3f} | {v['tokens_generated_per_step']:.0f} | {v['tokens_per_s']:.0f} |")
+    for k, v in ratios.items():
+        if v is not None:
+            print(f"{k}: {v:.2f}")
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"config": vars(a), "summary": summ, "ratios": ratios, "raw": raw,
+                               "torch": torch.__version__}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
