@@ -16,3 +16,17 @@ __all__ = [
     "effective_horizon", "policy_advantage", "policy_matrix", "greedy", "bellman_sweep",
     "optimal", "sample_states", "rollout_returns", "sample_from", "Rollouts",
 ]
+
+# Policy-gradient and TD(0) theory (issue 4); bounds in cpi.pg_bounds.
+from . import pg_bounds  # noqa: E402
+from .pg import (PGConfig, PGTrace, direct_gradient, natural_pg, policy_iteration,  # noqa: E402
+                 projected_pg, run_pg, soft_policy_iteration, softmax_gradient, softmax_pg)
+from .td import (MRP, TDProblem, make_mrp, mean_path_td, one_step_improvement,  # noqa: E402
+                 random_mrp, sampled_td, td_problem, td_q_estimate)
+
+__all__ += [
+    "pg_bounds", "PGConfig", "PGTrace", "run_pg", "projected_pg", "softmax_pg", "natural_pg",
+    "soft_policy_iteration", "policy_iteration", "direct_gradient", "softmax_gradient",
+    "MRP", "TDProblem", "make_mrp", "random_mrp", "td_problem", "mean_path_td", "sampled_td",
+    "td_q_estimate", "one_step_improvement",
+]
