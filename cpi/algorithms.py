@@ -83,6 +83,12 @@ class CPIConfig:
     adv_max: float | None = None
     """A-priori bound on ``|A_pi|`` for the finite-horizon K&L step (default: exact return
     span ``max_s (V_max(s) - V_min(s))``), ``gamma == 1``."""
+    on_small_adv: Literal["stop", "continue"] = "stop"
+    """``stop``: K&L's rule (stop when ``Adv_hat < 2 epsilon/3``). ``continue``: make no update
+    that iteration and sample again (samples-to-target experiments, where a noisy estimate
+    must not end the run); the run then ends by target, budget or ``max_iter``."""
+    track_p: bool = True
+    """Record ``p_pi`` every iteration (one sparse solve each); NaN when False."""
     seed: int = 0
     """Seed of the Monte Carlo estimator (each iteration uses ``seed + 4 * k``..)."""
 
@@ -112,6 +118,8 @@ class CPIConfig:
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise ValueError(f"{name} must be > 0 when given; got {v}")
+        if self.on_small_adv not in ("stop", "continue"):
+            raise ValueError(f"on_small_adv must be 'stop' or 'continue'; got {self.on_small_adv!r}")
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"max_samples must be >= 1 when given; got {self.max_samples}")
 
@@ -291,10 +299,12 @@ def cpi(mdp: TabularMDP, config: CPIConfig | None = None, pi0=None, **overrides)
             break
         samples += ro + rs
         if adv_hat < 2.0 * cfg.epsilon / 3.0:
-            stop = "converged"
             history.append(_record(mdp, pi, pi2, adv, ev, v, vstar, adv_hat, 0.0, v, cfg,
                                    ro, rs, samples, consts))
-            break
+            if cfg.on_small_adv == "stop":
+                stop = "converged"
+                break
+            continue
         alpha = _step_size(cfg, mdp, consts, adv_hat, B.policy_distance(pi, pi2), delta_A,
                            ev.horizon)
         pi_new = (1.0 - alpha) * pi + alpha * pi2
@@ -314,7 +324,8 @@ def _record(mdp, pi, pi2, adv, ev, v, vstar, adv_hat, alpha, v_new, cfg, ro, rs,
         pred = B.kl_lower_bound(Adv, eps, alpha, mdp.gamma)
     else:
         pred = B.finite_horizon_lower_bound(ev.horizon * Adv, eps, alpha, consts["H"])
-    p = reach_probability(mdp, pi, improvable_states(mdp, pi, cfg.tau, adv))
+    p = (reach_probability(mdp, pi, improvable_states(mdp, pi, cfg.tau, adv)) if cfg.track_p
+         else float("nan"))
     return CPIStep(v, vstar - v, float(adv_hat), Adv, eps, float(alpha), float(pred),
                    v_new - v, p, int(ro), int(rs), int(samples))
 
