@@ -72,9 +72,10 @@ def _check_T(T) -> int:
 
 
 def reward_span(mdp: TabularMDP) -> float:
-    """``max R - min R`` over non-terminal states (>= a tiny floor): the reward scale of the rates."""
+    """``max R - min R`` over non-terminal states: the reward scale of the rates (the papers take
+    rewards in [0, 1]). Floored at ``1e-12`` so that default steps ``1/beta`` stay finite."""
     R = mdp.R[~mdp.terminal] if (~mdp.terminal).any() else mdp.R
-    return max(float(R.max() - R.min()), 1e-300)
+    return max(float(R.max() - R.min()), 1e-12)
 
 
 def softmax_policy(theta) -> np.ndarray:

@@ -161,9 +161,9 @@ class TDProblem(NamedTuple):
     b: np.ndarray  # (d,) Phi^T D r
 
 
-def td_problem(mrp: MRP, Phi) -> TDProblem:
+def td_problem(mrp: MRP, Phi, name: str = "Phi") -> TDProblem:
     """Precompute ``theta*``, ``omega``, ``sigma^2`` for ``mrp`` and features ``Phi`` (S, d)."""
-    Phi = check_features(Phi, mrp.S)
+    Phi = check_features(Phi, mrp.S, name)
     D, P, g = mrp.D, mrp.P, mrp.gamma
     DPhi = D[:, None] * Phi  # (S, d)
     A_mat = DPhi.T @ (Phi - g * P @ Phi)  # (d, d)
@@ -275,6 +275,10 @@ def sampled_td(prob: TDProblem, checkpoints, *, sampling: Literal["iid", "markov
     cdf = np.cumsum(m.P, axis=1)  # (S, S)
     cdf[:, -1] = 1.0
     th0 = np.zeros(d) if theta0 is None else np.array(theta0, dtype=np.float64)
+    if th0.shape != (d,) or not np.all(np.isfinite(th0)):
+        raise ValueError(f"theta0 must be a finite vector of shape ({d},); got shape {th0.shape}")
+    if n_runs < 1:
+        raise ValueError(f"n_runs must be >= 1; got {n_runs}")
     rng = np.random.default_rng(seed)
     last = np.empty((n_runs, cps.size, d))
     avg = np.empty((n_runs, cps.size, d))
@@ -310,7 +314,7 @@ def td_q_estimate(mdp: TabularMDP, pi_b, Phi_sa) -> np.ndarray:
     ``Phi_sa`` (S*A, d), row ``s*A + a``; weights are the stationary distribution of the
     pairs (on-policy data of the base policy).
     """
-    prob = td_problem(state_action_mrp(mdp, pi_b), Phi_sa)
+    prob = td_problem(state_action_mrp(mdp, pi_b), Phi_sa, "Phi_sa (rows s*A + a)")
     return (prob.Phi @ prob.theta_star).reshape(mdp.S, mdp.A)
 
 

@@ -115,6 +115,19 @@ def test_td_kernel_matches_reference(radius):
         np.testing.assert_allclose(avg[k], av, atol=1e-12)
 
 
+def test_markov_chain_kernel_matches_loop():
+    m = random_mrp(5, 0.5, seed=3, branching=3)
+    cdf = np.cumsum(m.P, axis=1)
+    u = np.random.default_rng(0).random(500)
+    out = np.empty(501, np.int64)
+    K.markov_chain(cdf, 2, u, out)
+    s, ref = 2, [2]
+    for x in u:  # inverse CDF: first j with cdf[s, j] > u (last state if rounding leaves none)
+        s = int(min(np.searchsorted(cdf[s], x, side="right"), 4))
+        ref.append(s)
+    np.testing.assert_array_equal(out, ref)
+
+
 def test_markov_chain_kernel_frequencies():
     m = random_mrp(4, 0.5, seed=0)
     cdf = np.cumsum(m.P, axis=1)
@@ -177,6 +190,10 @@ def test_invalid_features_and_steps_raise():
             mean_path_td(p, 5, bad)
         with pytest.raises(ValueError, match="step size alpha"):
             sampled_td(p, [5], alpha=bad)
+    with pytest.raises(ValueError, match=r"Phi_sa \(rows s\*A \+ a\) must have shape"):
+        td_q_estimate(garnet(3, 2, 2, gamma=0.5, seed=0), np.full((3, 2), 0.5), np.eye(5))
+    with pytest.raises(ValueError, match="theta0 must be"):
+        sampled_td(p, [5], theta0=np.zeros(3))
     with pytest.raises(ValueError, match="schedule must be"):
         sampled_td(p, [5], schedule="adam")
     with pytest.raises(ValueError, match="not unique"):
@@ -185,3 +202,19 @@ def test_invalid_features_and_steps_raise():
         make_mrp([[0.5, 0.5], [0.0, 1.0]], [0.0, 1.0], 0.5)
     with pytest.raises(ValueError, match=r"gamma must lie in \[0, 1\)"):
         make_mrp(np.full((2, 2), 0.5), np.zeros(2), 1.0)
+
+
+@settings(max_examples=10)
+@given(mrp_args)
+def test_iid_td_expectation_bounds_on_random_mrps(args):
+    # the bounds are on expectations: the Monte-Carlo mean minus 4 standard errors must not exceed them
+    p, _ = make(args)
+    g, e0 = p.mrp.gamma, float(p.theta_star @ p.theta_star)
+    cps = np.array([10, 100, 1000])
+    seed = int(args[2])
+    lo = lambda e: e.mean(0) - 4 * e.std(0, ddof=1) / np.sqrt(e.shape[0])  # noqa: E731
+    w = sampled_td(p, cps, schedule="weighted", n_runs=12, seed=seed)
+    assert np.all(lo(w.err_avg) <= B.iid_td_weighted_average_bound(cps, g, p.omega, e0, p.sigma2))
+    dec = sampled_td(p, cps, schedule="decreasing", n_runs=12, seed=seed + 1)
+    assert np.all(lo(((dec.last - p.theta_star) ** 2).sum(-1))
+                  <= B.iid_td_decreasing_bound(cps, g, p.omega, e0, p.sigma2) * (1 + 1e-12))
