@@ -438,6 +438,9 @@ def bench_tree(sz: Sizes, log) -> list[dict]:
 
 # ============================================================================ report
 def targets(rows, sz: Sizes) -> list[dict]:
+    """The issue's targets, judged on this run. ``met`` is True / False, or None when only
+    a lower bound is known (the peer hit the cap) and that bound is below the target.
+    Rows ``what_if`` judge the same targets for the benchmark-only prototype (NOT cpi)."""
     def get(mdp_prefix, impl_prefix, op):
         for r in rows:
             if r["mdp"].startswith(mdp_prefix) and r["impl"].startswith(impl_prefix) and r["op"] == op:
@@ -449,23 +452,28 @@ def targets(rows, sz: Sizes) -> list[dict]:
         m = f"garnet S={S}"
         for impl, need in (("quantecon evaluate_policy", 5.0), ("pymdptoolbox _evalPolicyMatrix", 50.0)):
             r = get(m, impl, "policy evaluation")
-            if r is None or r["x_vs_cpi"] is None:
-                out.append(dict(target=f"{m}: evaluation >= {need:g}x faster than {impl}",
-                                measured="n/a", met=None))
-                continue
-            bound = "timeout" in r["status"]
-            out.append(dict(target=f"{m}: cpi.evaluate >= {need:g}x faster than {impl}",
-                            measured=f"{'>= ' if bound else ''}{r['x_vs_cpi']:.0f}x", met=r["x_vs_cpi"] >= need))
+            for who, ref in (("cpi.evaluate", "cpi.evaluate"), ("prototype", "prototype")):
+                c = get(m, ref, "policy evaluation")
+                label = f"{m}: {who} (V + d) >= {need:g}x faster than {impl}"
+                if r is None or r["x_vs_cpi"] is None or c is None:
+                    out.append(dict(target=label, measured="n/a", met=None, what_if=who != "cpi.evaluate"))
+                    continue
+                x = r["x_vs_cpi"] * get(m, "cpi.evaluate", "policy evaluation")["median_s"] / c["median_s"]
+                bound = "timeout" in r["status"]
+                met = x >= need if (not bound or x >= need) else None
+                out.append(dict(target=label, measured=f"{'>= ' if bound else ''}{x:.0f}x",
+                                met=met, what_if=who != "cpi.evaluate"))
     tree = get("thought_tree", "cpi.evaluate", "policy evaluation")
     out.append(dict(target=f"thought tree (S={tree['mdp'].split('S=')[1][:-1]}) evaluated in < 1 s",
-                    measured=f"{tree['median_s']:.3f} s", met=tree["median_s"] < 1.0))
+                    measured=f"{tree['median_s']:.3f} s", met=tree["median_s"] < 1.0, what_if=False))
     for mp in (f"garnet S={sz.garnet_S}", "thought_tree"):
-        sw = get(mp, "cpi.bellman_sweep", "VI sweep")
         cp = get(mp, "numpy copy", "VI sweep")
-        frac = sw["GBps_P"] / cp["GBps_P"]
-        out.append(dict(target=f"{sw['mdp']}: VI sweep >= 30% of copy bandwidth",
-                        measured=f"{sw['GBps_P']:.1f} / {cp['GBps_P']:.1f} GB/s = {100 * frac:.0f}%",
-                        met=frac >= 0.30))
+        for impl in ("cpi.bellman_sweep", "prototype: serial"):
+            sw = get(mp, impl, "VI sweep")
+            frac = sw["GBps_P"] / cp["GBps_P"]
+            out.append(dict(target=f"{sw['mdp']}: {impl} >= 30% of copy bandwidth",
+                            measured=f"{sw['GBps_P']:.1f} / {cp['GBps_P']:.1f} GB/s = {100 * frac:.0f}%",
+                            met=frac >= 0.30, what_if=impl != "cpi.bellman_sweep"))
     return out
 
 
@@ -566,8 +574,10 @@ def main(argv=None):
     print(table(rows))
     print()
     for t in tg:
-        flag = "MET " if t["met"] else ("MISS" if t["met"] is False else " ?  ")
-        print(f"  [{flag}] {t['target']}: {t['measured']}")
+        flag = "MET " if t["met"] else ("MISS" if t["met"] is False else "OPEN")
+        print(f"  [{flag}] {'(what-if, not cpi) ' if t['what_if'] else ''}{t['target']}: "
+              f"{t['measured']}")
+    print("  OPEN = the peer hit the cap: only a lower bound, below the target, is known.")
     print()
     print(f"numba threads {meta['numba_threads']} ({meta['numba_threading_layer']}), load average "
           f"start {tuple(round(x, 2) for x in load0)} end "
