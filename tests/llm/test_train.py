@@ -199,3 +199,15 @@ def test_twenty_steps_on_the_tiny_default_improve_training_reward(method, tmp_pa
     first = sum(r["accuracy"] for r in recs[:3]) / 3
     last = sum(r["accuracy"] for r in recs[-5:]) / 5
     assert last > first, (method, first, last)
+
+
+def test_tensorboard_is_optional(model_dir, tmp_path):
+    import importlib.util
+    args = ("--tensorboard", "true", "--steps", "1", "--eval_every", "0")
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.warns(UserWarning, match="tensorboard package is not installed"):
+            recs = T.train(micro_cfg(model_dir, str(tmp_path / "tb"), "grpo", *args), task=even_task())
+    else:
+        recs = T.train(micro_cfg(model_dir, str(tmp_path / "tb"), "grpo", *args), task=even_task())
+        assert (tmp_path / "tb" / "tb").is_dir()
+    assert [r["step"] for r in recs] == [1]
