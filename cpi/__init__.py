@@ -30,3 +30,17 @@ __all__ += [
     "MRP", "TDProblem", "make_mrp", "random_mrp", "td_problem", "mean_path_td", "sampled_td",
     "td_q_estimate", "one_step_improvement",
 ]
+
+# CPI with reset distributions and the improvement bounds (issue 3)
+from . import bounds  # noqa: E402
+from .algorithms import (CPIConfig, CPIResult, CPIStep, advantage_bound,  # noqa: E402
+                         mc_advantage, mc_q_estimates)
+from .algorithms import cpi as run_cpi  # noqa: E402
+from .resets import (Noisy, NoImprovableState, Oracle, RandomReset,  # noqa: E402
+                     ResetDistribution, Start, improvable_states, make_reset, reach_probability)
+
+__all__ += [
+    "bounds", "CPIConfig", "CPIResult", "CPIStep", "run_cpi", "advantage_bound", "mc_advantage",
+    "mc_q_estimates", "ResetDistribution", "Start", "RandomReset", "Oracle", "Noisy",
+    "NoImprovableState", "make_reset", "improvable_states", "reach_probability",
+]

@@ -4,10 +4,14 @@ Monte Carlo CPI (cpi.algorithms.cpi, estimator="monte_carlo") runs from a fixed 
 on two families whose p_pi (the on-policy probability of reaching an improvable state,
 ``max_a A_pi(s,a) > tau``) is controlled:
 
-* ``tree``: thought_tree(depth, branching, p_error), uniform initial policy, errors fatal
-  (p_success=1, p_recover=0); p_pi grows with p_error.
+* ``tree``: thought_tree(4, 3, p_error), uniform initial policy, errors fatal (p_success=1,
+  p_recover=0), ``tau = 0.2`` (about: clean states with an erroneous candidate thought);
+  p_pi grows with p_error but also varies with the tree's seed: p_pi is measured, not set.
 * ``lock``: combination_lock(H, A, wrong="terminal"), uniform initial policy; with
-  ``tau = lock_tau`` only the last state is improvable at the start, so p_pi = A^-(H-1).
+  ``tau = lock_tau = 0.02`` only the last 4 states are improvable at the start
+  (``A_pi(h, correct) = (2/3) 3^-(H-1-h)``), so p_pi = 3^-(H-4). A larger tau makes CARO stop
+  (no improvable state left) before it halves the suboptimality: with a fixed tau CPI-CARO
+  only reaches a tau-greedy policy, whose suboptimality compounds along the lock.
 
 For every instance, reset (random = RR, oracle = CARO, noisy(q)) and seed it records the
 environment steps of the advantage rollouts until ``V*(D) - V^pi(D) <= frac * (V*(D) -
@@ -48,12 +52,12 @@ from cpi.resets import improvable_states, reach_probability  # noqa: E402
 
 def instances(family, quick):
     if family == "tree":
-        p_errors = [0.01, 0.03, 0.1, 0.3] if quick else [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4]
+        p_errors = [0.01, 0.02, 0.05, 0.1] if quick else [0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2]
         for pe in p_errors:
-            for ts in range(2 if quick else 3):
+            for ts in range(3 if quick else 5):
                 yield f"p_error={pe},tree_seed={ts}", cpi.thought_tree(4, 3, pe, seed=ts)
     else:
-        for H in ([1, 2, 3, 4, 5] if quick else [1, 2, 3, 4, 5, 6, 7]):
+        for H in ([4, 5, 6, 7] if quick else [4, 5, 6, 7, 8, 9, 10]):
             yield f"H={H}", cpi.combination_lock(H, 3, seed=H)
 
 
@@ -75,15 +79,15 @@ def main(argv=None):
     ap.add_argument("--n-states", type=int, default=30, help="reset states per MC batch")
     ap.add_argument("--step", default="spi", choices=["spi", "kakade_langford", "fixed"])
     ap.add_argument("--alpha", type=float, default=None, help="fixed step (with --step fixed)")
-    ap.add_argument("--tau", type=float, default=0.05, help="improvability threshold (trees)")
-    ap.add_argument("--lock-tau", type=float, default=0.25, help="threshold on locks")
+    ap.add_argument("--tau", type=float, default=0.2, help="improvability threshold (trees)")
+    ap.add_argument("--lock-tau", type=float, default=0.02, help="threshold on locks")
     ap.add_argument("--q", type=float, default=0.5, help="noisy localizer accuracy")
     ap.add_argument("--frac", type=float, default=0.5, help="target: suboptimality <= frac * initial")
     ap.add_argument("--budget", type=float, default=None, help="max env steps per run")
     ap.add_argument("--out", default=str(ROOT / "paper_figs" / "reset_complexity"))
     args = ap.parse_args(argv)
-    seeds = args.seeds or (3 if args.quick else 8)
-    budget = int(args.budget or (3e5 if args.quick else 3e6))
+    seeds = args.seeds or (4 if args.quick else 10)
+    budget = int(args.budget or (3e6 if args.quick else 2e7))
     resets = ["random", "noisy", "oracle"]
     rows = []
     t0 = time.perf_counter()
