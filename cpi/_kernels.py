@@ -158,37 +158,66 @@ def dag_visits(order, indptr, indices, data, pi, gamma, terminal, A, m):
                 m[indices[k]] += w * data[k]
 
 
-@nb.njit(cache=True, parallel=True)
-def q_from_v(indptr, indices, data, R, gamma, V, Q):
-    """``Q[s, a] = R[s, a] + gamma * sum_j P[s*A+a, j] V[j]`` (parallel over states)."""
-    S, A = R.shape
-    for s in nb.prange(S):
-        for a in range(A):
-            row = s * A + a
-            acc = 0.0
-            for k in range(indptr[row], indptr[row + 1]):
-                acc += data[k] * V[indices[k]]
-            Q[s, a] = R[s, a] + gamma * acc
+PARALLEL_MIN_NNZ = 200_000
+"""Below this many non-zeros a parallel region costs more than it saves (thread wake-up is
+~0.1-20 ms on a loaded 2-core machine, a 1e5-non-zero sweep ~0.1 ms): use the serial kernel."""
+
+
+@nb.njit(cache=True)
+def _row_dot(indptr, indices, data, row, V):
+    acc = 0.0
+    for k in range(indptr[row], indptr[row + 1]):
+        acc += data[k] * V[indices[k]]
+    return acc
+
+
+@nb.njit(cache=True)
+def _q_state(indptr, indices, data, R, gamma, V, Q, s):
+    A = R.shape[1]
+    for a in range(A):
+        Q[s, a] = R[s, a] + gamma * _row_dot(indptr, indices, data, s * A + a, V)
+
+
+@nb.njit(cache=True)
+def _max_state(indptr, indices, data, R, gamma, V, V_out, act_out, s):
+    A = R.shape[1]
+    best = -np.inf
+    besta = 0
+    for a in range(A):
+        q = R[s, a] + gamma * _row_dot(indptr, indices, data, s * A + a, V)
+        if q > best:
+            best = q
+            besta = a
+    V_out[s] = best
+    act_out[s] = besta
+
+
+@nb.njit(cache=True)
+def q_from_v_serial(indptr, indices, data, R, gamma, V, Q):
+    """``Q[s, a] = R[s, a] + gamma * sum_j P[s*A+a, j] V[j]``."""
+    for s in range(R.shape[0]):
+        _q_state(indptr, indices, data, R, gamma, V, Q, s)
 
 
 @nb.njit(cache=True, parallel=True)
-def bellman_sweep(indptr, indices, data, R, gamma, V, V_out, act_out):
+def q_from_v_parallel(indptr, indices, data, R, gamma, V, Q):
+    """:func:`q_from_v_serial`, parallel over states."""
+    for s in nb.prange(R.shape[0]):
+        _q_state(indptr, indices, data, R, gamma, V, Q, s)
+
+
+@nb.njit(cache=True)
+def bellman_sweep_serial(indptr, indices, data, R, gamma, V, V_out, act_out):
     """One value-iteration sweep: ``V_out(s) = max_a R + gamma P V``, argmax in ``act_out``."""
-    S, A = R.shape
-    for s in nb.prange(S):
-        best = -np.inf
-        besta = 0
-        for a in range(A):
-            row = s * A + a
-            acc = 0.0
-            for k in range(indptr[row], indptr[row + 1]):
-                acc += data[k] * V[indices[k]]
-            q = R[s, a] + gamma * acc
-            if q > best:
-                best = q
-                besta = a
-        V_out[s] = best
-        act_out[s] = besta
+    for s in range(R.shape[0]):
+        _max_state(indptr, indices, data, R, gamma, V, V_out, act_out, s)
+
+
+@nb.njit(cache=True, parallel=True)
+def bellman_sweep_parallel(indptr, indices, data, R, gamma, V, V_out, act_out):
+    """:func:`bellman_sweep_serial`, parallel over states."""
+    for s in nb.prange(R.shape[0]):
+        _max_state(indptr, indices, data, R, gamma, V, V_out, act_out, s)
 
 
 # ---------------------------------------------------------------------------------------
