@@ -96,16 +96,18 @@ def make_mrp(P, r, gamma) -> MRP:
 
 
 def random_mrp(S: int, gamma: float, seed: int = 0, branching: int | None = None) -> MRP:
-    """A random MRP: each row has ``branching`` (default ``S``) Dirichlet(1) successors plus a
-    self-loop-free cycle ``s -> s+1`` of mass 0.05 (so the chain is irreducible); ``r ~ U[0, 1]``."""
+    """A random MRP: each row has ``branching`` (default ``S``) Dirichlet(1) successors (mass
+    0.9), plus a cycle ``s -> s+1`` of mass 0.05 (irreducible) and a self-loop of mass 0.05
+    (aperiodic, so the chain mixes); ``r ~ U[0, 1]``."""
     rng = np.random.default_rng(seed)
     b = S if branching is None else int(branching)
     P = np.zeros((S, S))
     for s in range(S):
         cols = rng.choice(S, size=b, replace=False)
         P[s, cols] = rng.dirichlet(np.ones(b))
-    P = 0.95 * P
+    P = 0.9 * P
     P[np.arange(S), (np.arange(S) + 1) % S] += 0.05
+    P[np.arange(S), np.arange(S)] += 0.05
     return make_mrp(P, rng.random(S), gamma)
 
 
@@ -296,15 +298,18 @@ def sampled_td(prob: TDProblem, checkpoints, *, sampling: Literal["iid", "markov
     return TDRuns(cps, last, avg, value_error_sq(prob, last), value_error_sq(prob, avg))
 
 
-def mixing_time(P, D, eps: float) -> int:
-    """``tau^mix(eps) = min{t : max_s TV(P^t(s, .), D) <= eps}`` (exact, by matrix powers)."""
+def mixing_time(P, D, eps: float, max_t: int = 100000) -> int:
+    """``tau^mix(eps) = min{t : max_s TV(P^t(s, .), D) <= eps}`` (exact, by matrix powers).
+
+    Raises ``ValueError`` if not reached by ``max_t`` (a periodic chain never mixes)."""
     P = np.asarray(P, dtype=np.float64)
     Pt = np.eye(P.shape[0])
-    for t in range(100000):
+    for t in range(int(max_t) + 1):
         if 0.5 * np.abs(Pt - D[None, :]).sum(axis=1).max() <= eps:
             return t
         Pt = Pt @ P
-    raise ValueError("chain did not mix within 100000 steps")
+    raise ValueError(f"the chain does not reach TV distance {eps} from D within {max_t} steps "
+                     f"(periodic or slowly mixing): the Markov-sampled TD bound needs a mixing chain")
 
 
 # ----------------------------------------------------------------------------- one-step improvement

@@ -156,6 +156,12 @@ def test_iid_td_rates_hold_on_average():
     assert mk.err_avg.mean() <= B.markov_td_bound(1600, 0.8, e0, m.r.max() + 2 * R, tau)
 
 
+def test_mixing_time_rejects_a_periodic_chain():
+    cyc = make_mrp([[0.0, 1.0], [1.0, 0.0]], [0.0, 1.0], 0.5)
+    with pytest.raises(ValueError, match="periodic"):
+        mixing_time(cyc.P, cyc.D, 0.1, max_t=50)
+
+
 def test_mixing_time_against_brute_force():
     m = random_mrp(5, 0.5, seed=2, branching=2)
     t = mixing_time(m.P, m.D, 0.01)
