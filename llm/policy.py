@@ -120,6 +120,22 @@ class Policy:
         (path / FORMAT_FILE).write_text(json.dumps({**self.meta, **meta, "fmt": self.fmt.to_dict()}, indent=1))
         return path
 
+    def get_task(self, name_or_path: str | None = None, **kw):
+        """``llm.tasks.get_task`` with this policy's format; ``None`` (or the saved task's name) gives the
+        task and difficulty the model was trained on (from ``credit_resets.json``), e.g. the tiny default's
+        arithmetic. Keywords override."""
+        from .tasks import get_task
+
+        saved = dict(self.meta.get("task", {}))
+        saved_name = saved.pop("name", None)
+        if name_or_path is None:
+            if saved_name is None:
+                raise ValueError("name_or_path: this model has no saved task; pass a task name")
+            name_or_path = saved_name
+        if name_or_path != saved_name:
+            saved = {}
+        return get_task(name_or_path, **{"fmt": self.fmt, **saved, **kw})
+
     # ------------------------------------------------------------- tokenising
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` without special tokens (for prefixes and responses)."""
@@ -177,7 +193,8 @@ class Policy:
         ``sample.response_ids[:sample.thought_ends[j - 1]]``). The prefix is prefilled once and its cache
         fanned out to ``k`` rows; ``share_prefix=False`` re-encodes it for each row instead (reference
         path for tests and benchmarks; same tokens for the same generator seed). Other keywords as in
-        :meth:`generate`. ``prefix_len`` of each sample is ``len(prefix_ids)``."""
+        :meth:`generate`; ``max_thoughts`` counts the whole chain (prefix thoughts included), the
+        token budget counts sampled tokens only. ``prefix_len`` of each sample is ``len(prefix_ids)``."""
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k: expected a positive int, got {k!r}")
         p = self.encode_prompt(prompt)
@@ -242,7 +259,10 @@ class Policy:
             mask[i, L - len(s):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
-        cache = DynamicCache(config=self.model.config)  # filled in place by the forward passes
+        try:
+            cache = DynamicCache(config=self.model.config)  # filled in place by the forward passes
+        except TypeError:  # older transformers
+            cache = DynamicCache()
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
                          **{self._cache_kw: cache})
         return out.logits[:, -1, :], cache, mask, pos[:, -1] + 1
@@ -292,9 +312,10 @@ class Policy:
         B = len(prompts) * n
         owner = [i // n for i in range(B)]                  # row -> prompt
         gen = [[] for _ in range(B)]                        # sampled ids per row
-        cur = [fmt.delimiter.join(self.decode(prefixes[o]).split(fmt.delimiter)[-1:]) for o in owner]
+        pre_text = [self.decode(q) for q in prefixes]
+        cur = [pre_text[o].split(fmt.delimiter)[-1] for o in owner]  # text of the current thought
         cur_tok = [0] * B                                   # tokens in the current thought
-        n_th = [self.decode(prefixes[o]).count(fmt.delimiter) for o in owner] if mode == "chain" else [0] * B
+        n_th = [pre_text[o].count(fmt.delimiter) if mode == "chain" else 0 for o in owner]
         finish = [None] * B
         live = list(range(B))                               # original row of each live batch row
         ctx_left = [(self.max_len or 10 ** 12) - len(prompts[o]) - len(prefixes[o]) for o in owner]
@@ -366,18 +387,34 @@ class Policy:
             ends.append(len(ids))
         return ends
 
+    def _scan_ends(self, ids: list[int]) -> list[int]:
+        """Fast O(T) version of :meth:`_thought_ends` from the single-token texts (exact for tokenizers
+        whose pieces concatenate to the decoded text; checked against ``split`` by the caller)."""
+        fmt, pieces, dl = self.fmt, self.pieces, len(self.fmt.delimiter)
+        cur, ends = "", []
+        for t, tok in enumerate(ids, 1):
+            piece = pieces[tok]
+            cur += piece
+            at = cur.find(fmt.delimiter, max(0, len(cur) - len(piece) - dl + 1))
+            if at >= 0:
+                ends.append(t)
+                cur = cur[at + dl:]
+        if fmt.extract_answer(cur) is not None:
+            ends.append(len(ids))
+        return ends
+
     def _make_sample(self, prompt_ids, prefix_ids, gen, finish, mode) -> Sample:
         ids = list(prefix_ids) + gen
         if mode == "free":
             text = self.decode(ids)
             return Sample(list(prompt_ids), ids, len(prefix_ids), text, [], [], self.fmt.extract_answer(text), finish)
-        ends = self._thought_ends(ids)
+        ends = self._scan_ends(ids)
         if finish == "budget":  # cut back to the last complete thought (never into the given prefix)
             cut = max([len(prefix_ids)] + [e for e in ends if e <= len(ids)])
             ids, ends = ids[:cut], [e for e in ends if e <= cut]
         text = self.decode(ids)
         thoughts = self.fmt.split(text)
-        if len(thoughts) != len(ends):  # only with tokenizers whose prefix decodes are not monotone
+        if len(thoughts) != len(ends):  # pieces do not concatenate to the text: exact (slower) search
             ends = self._thought_ends(ids)
         return Sample(list(prompt_ids), ids, len(prefix_ids), text, thoughts, ends,
                       self.fmt.extract_answer(text), finish)

@@ -36,7 +36,7 @@ TINY_ARCH = dict(hidden_size=96, intermediate_size=256, num_hidden_layers=3, num
                  num_key_value_heads=4, max_position_embeddings=512)
 """Architecture of the tiny default (about 0.3M parameters with the character vocabulary)."""
 
-TRAIN = dict(steps=900, batch_size=64, lr=3e-3, warmup=50, loc_frac=0.35, weight_decay=0.01)
+TRAIN = dict(steps=1200, batch_size=64, lr=3e-3, warmup=50, loc_frac=0.5, weight_decay=0.01)
 """Supervised warm start: AdamW, linear warm-up then cosine decay; ``loc_frac`` of each batch are
 localization examples."""
 
@@ -109,8 +109,22 @@ def _pairs(task: ArithTask, rng: random.Random, n: int, kind: str, seed: int) ->
         else:
             step = rng.randint(1, len(p.meta["ops"]) + 1)
             chain = task.corrupt(p, step, rng)
-            out.append((localization_prompt(task, p, chain), fmt.box(str(step))))
+            out.append((localization_prompt(task, p, chain), localization_target(chain, step, fmt)))
     return out
+
+
+def localization_target(chain: list[str], step: int, fmt=TINY_FORMAT) -> str:
+    """Reply the tiny default learns for a localization prompt over ``chain`` whose first wrong step is
+    ``step``: each step up to it is restated with its number and checked (``y`` / ``n``), then the
+    boxed index, e.g. ``"1:3+5=8y2:8-2=7n[2]"`` (an answer step is restated without its markers).
+    Restating a step puts everything its check needs next to the mark, which a tiny model can learn
+    (a direct arg-min over the prompt stayed at chance); the parser reads the last boxed integer, so
+    the reply follows the localization contract."""
+    parts = []
+    for i, t in enumerate(chain[:step], 1):
+        ans = fmt.extract_answer(t)
+        parts.append(f"{i}:{t if ans is None else ans}{'n' if i == step else 'y'}")
+    return "".join(parts) + fmt.box(str(step))
 
 
 def _batch(pol: Policy, pairs):
@@ -132,15 +146,17 @@ def _batch(pol: Policy, pairs):
     return ids, att, loss_mask
 
 
-def train_tiny(*, seed: int = 0, steps: int | None = None, log_every: int = 100, verbose: bool = False) -> Policy:
+def train_tiny(*, seed: int = 0, steps: int | None = None, log_every: int = 50, verbose: bool = False,
+               task_kw: dict | None = None, train_kw: dict | None = None) -> Policy:
     """Supervised warm start of the tiny default (see TRAIN); deterministic given the seed and the
     thread count. Returns the trained Policy (not saved)."""
-    cfg = dict(TRAIN)
+    cfg = {**TRAIN, **(train_kw or {})}
+    task_kw = {**TINY_TASK, **(task_kw or {})}
     if steps is not None:
         cfg["steps"] = steps
     tok = char_tokenizer()
     pol = Policy(_llama(tok, seed, **TINY_ARCH), tok, TINY_FORMAT)
-    task = ArithTask(TINY_FORMAT, **TINY_TASK)
+    task = ArithTask(TINY_FORMAT, **task_kw)
     rng = random.Random(seed)
     opt = torch.optim.AdamW(pol.model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"],
                             betas=(0.9, 0.98))
@@ -162,7 +178,7 @@ def train_tiny(*, seed: int = 0, steps: int | None = None, log_every: int = 100,
         if verbose and (step % log_every == 0 or step == total - 1):
             print(f"step {step:5d}  {kind}  loss {loss.item():.4f}  {time.time() - t0:6.1f} s", flush=True)
     pol.model.eval()
-    pol.meta = {"task": {"name": "arith", **TINY_TASK}, "train": {**cfg, "seed": seed}}
+    pol.meta = {"task": {"name": "arith", **task_kw}, "train": {**cfg, "seed": seed}}
     return pol
 
 
@@ -180,7 +196,7 @@ def evaluate_tiny(pol: Policy, *, n: int = 300, seed: int = 1234, task_kw: dict 
         steps.append(rng.randint(1, k))
         prompts.append(localization_prompt(task, p, task.corrupt(p, steps[-1], rng)))
         chance += 1 / k
-    replies = pol.complete(prompts, greedy=True, max_new_tokens=8)
+    replies = pol.complete(prompts, greedy=True, max_new_tokens=64)
     hits = [parse_localization(r, len(p.meta["ops"]) + 1, pol.fmt).index == s
             for r, p, s in zip(replies, probs, steps)]
     own, own_hit = 0, 0  # the model's own wrong chains that have a checker-found first error
@@ -189,7 +205,7 @@ def evaluate_tiny(pol: Policy, *, n: int = 300, seed: int = 1234, task_kw: dict 
     fail = [f for f in fail if f[2] is not None]
     if fail:
         rep = pol.complete([localization_prompt(task, p, s.thoughts) for p, s, _ in fail], greedy=True,
-                           max_new_tokens=8)
+                           max_new_tokens=64)
         own = len(fail)
         own_hit = sum(parse_localization(r, len(s.thoughts), pol.fmt).index == e for r, (p, s, e) in zip(rep, fail))
     return {"accuracy": acc, "loc_accuracy_injected": sum(hits) / n, "loc_chance_injected": chance / n,
@@ -198,7 +214,7 @@ def evaluate_tiny(pol: Policy, *, n: int = 300, seed: int = 1234, task_kw: dict 
 
 def recipe(seed: int = 0) -> dict:
     """Everything the tiny default depends on; a cached build with another recipe is rebuilt."""
-    return {"seed": seed, "arch": TINY_ARCH, "task": TINY_TASK, "train": TRAIN, "version": 1}
+    return {"seed": seed, "arch": TINY_ARCH, "task": TINY_TASK, "train": TRAIN, "version": 3}
 
 
 def ensure_tiny(*, seed: int = 0, force: bool = False, verbose: bool = False) -> Path:
@@ -214,7 +230,7 @@ def ensure_tiny(*, seed: int = 0, force: bool = False, verbose: bool = False) ->
         if json.loads(meta_file.read_text()).get("recipe") == want:
             return d
     threads = torch.get_num_threads()
-    torch.set_num_threads(min(2, threads))
+    torch.set_num_threads(1)  # deterministic, and robust on a shared machine (2 contended threads spin)
     try:
         pol = train_tiny(seed=seed, verbose=verbose)
     finally:
@@ -240,18 +256,23 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--force", action="store_true", help="rebuild even if cached")
     ap.add_argument("--steps", type=int, default=None, help="(experiments) train this many steps, do not cache")
+    ap.add_argument("--terms", type=int, nargs=2, default=None, help="(experiments, with --steps) min max terms")
+    ap.add_argument("--loc_frac", type=float, default=None, help="(experiments, with --steps)")
     a = ap.parse_args(argv)
     t0 = time.time()
     if a.steps is not None:
-        torch.set_num_threads(2)
-        pol = train_tiny(seed=a.seed, steps=a.steps, verbose=True)
+        torch.set_num_threads(1)
+        tk = {} if a.terms is None else {"min_terms": a.terms[0], "max_terms": a.terms[1]}
+        trk = {} if a.loc_frac is None else {"loc_frac": a.loc_frac}
+        pol = train_tiny(seed=a.seed, steps=a.steps, verbose=True, task_kw=tk, train_kw=trk)
     else:
         path = ensure_tiny(seed=a.seed, force=a.force, verbose=True)
         print(f"tiny default at {path}")
         pol = Policy.from_pretrained(str(path))
     print(f"built/loaded in {time.time() - t0:.1f} s; "
           f"{sum(p.numel() for p in pol.model.parameters()) / 1e6:.2f}M parameters")
-    print(json.dumps(evaluate_tiny(pol), indent=1))
+    print(json.dumps(evaluate_tiny(pol, task_kw={k: v for k, v in pol.meta["task"].items() if k != "name"}),
+                     indent=1))
 
 
 if __name__ == "__main__":

@@ -53,13 +53,15 @@ def timed(fn):
 # A long problem whose correct solution chain gives a ~200-token prefix of complete thoughts.
 long_task = ArithTask(fmt, min_terms=35, max_terms=35, digits=1, ops="+-")
 prob = long_task.sample(1, seed=0)[0]
-thoughts, prefix = long_task.solution(prob)[:-1], []
+thoughts, prefix, n_prefix_thoughts = long_task.solution(prob)[:-1], [], 0
 for t in thoughts:
     if len(prefix) >= args.prefix_tokens:
         break
     prefix += pol.encode(t + fmt.delimiter)
+    n_prefix_thoughts += 1
 prompt = long_task.prompt(prob)
-kw = dict(temperature=1.0, top_p=1.0, max_thoughts=4, max_thought_tokens=16)
+# max_thoughts counts the whole chain (prefix thoughts included): up to 6 new thoughts
+kw = dict(temperature=1.0, top_p=1.0, max_thoughts=n_prefix_thoughts + 6, max_thought_tokens=16)
 rows_a = {"shared": [], "reencode": []}
 same = True
 for rep in range(args.repeats):

@@ -155,9 +155,31 @@ def test_context_end_stops_generation():
 
 
 def test_save_and_load_round_trip(micro, tmp_path):
-    d = micro.save_pretrained(tmp_path / "m", task={"name": "arith"})
+    d = micro.save_pretrained(tmp_path / "m", task={"name": "arith", "max_terms": 5})
     pol = Policy.from_pretrained(str(d))
-    assert pol.fmt == micro.fmt and pol.meta["task"] == {"name": "arith"}
+    assert pol.fmt == micro.fmt and pol.meta["task"] == {"name": "arith", "max_terms": 5}
+    t = pol.get_task()
+    assert t.name == "arith" and t.fmt == micro.fmt and t.max_terms == 5 and pol.get_task("arith", digits=2).digits == 2
     a = micro.generate(["Q:1+2\n"], greedy=True, **KW)[0][0].response_ids
     b = pol.generate(["Q:1+2\n"], greedy=True, **KW)[0][0].response_ids
     assert a == b
+
+
+def test_tiny_top_p_is_greedy_and_max_thoughts_counts_prefix(micro):
+    _bias(micro, list("0123456789+-=;[]"), 3.0)
+    g = micro.complete(["Q:1+2\n", "Q:9-3\n"], greedy=True, max_new_tokens=12)
+    # top_p -> 0 keeps only the most likely token: identical to greedy decoding
+    p = micro._run([micro.encode_prompt("Q:1+2\n"), micro.encode_prompt("Q:9-3\n")], [[], []], 1, mode="free",
+                   temperature=1.0, top_p=1e-6, max_thoughts=1, max_thought_tokens=12, max_new_tokens=12,
+                   greedy=False, generator=_gen(0))
+    assert [x[0].text for x in p] == g
+    prefix = micro.encode("3+4=7;7-5=2;")
+    for s in micro.continue_from("Q:3+4-5+6\n", prefix, 4, max_thoughts=3, max_thought_tokens=10, generator=_gen(0)):
+        assert len(s.thoughts) <= 3 and s.thoughts[:2] == ["3+4=7", "7-5=2"]
+
+
+def test_fast_thought_ends_match_exact_search(micro):
+    _bias(micro, list("0123456789+-=;[]"), 4.0)
+    for g in micro.generate(["Q:1+2\n", "Q:3+4-5+6\n"], n=6, generator=_gen(5), max_thoughts=6, max_thought_tokens=12):
+        for s in g:
+            assert s.thought_ends == micro._thought_ends(s.response_ids) == micro._scan_ends(s.response_ids)

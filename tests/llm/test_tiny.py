@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llm.localize import localization_prompt
+from llm.localize import localization_prompt, parse_localization
 from llm.tasks import ArithTask
 from llm.thoughts import TINY_FORMAT
 from llm.tiny import CHARS, TINY, _batch, _pairs, char_tokenizer, micro_policy, resolve_model, tiny_dir
@@ -68,7 +68,9 @@ def test_warm_start_examples_and_loss_mask():
         prob = task.make_problem(terms, ops)
         steps = [line.split(": ", 1)[1] for line in prompt.split("\n")[1:-2]]
         assert prompt == localization_prompt(task, prob, steps)  # exactly the localization prompt
-        assert target == f"[{task.first_error(prob, steps)}]"    # target = checker's first error
+        k = task.first_error(prob, steps)                         # target ends with the checker's first error
+        assert target.endswith(f"n[{k}]") and parse_localization(target, len(steps), TINY_FORMAT).index == k
+        assert target.startswith(f"1:{steps[0]}") and target.count("y") == k - 1
     pol = micro_policy()
     ids, att, lm = _batch(pol, sol[:3] + loc[:3])
     for i, (prompt, target) in enumerate(sol[:3] + loc[:3]):
