@@ -203,6 +203,7 @@ def scipy_tree_evaluate(mdp: cpi.TabularMDP, pi):
 PROTO = "prototype: numba BiCGSTAB, compact P_pi (V + d)"
 SWEEP10 = "cpi.bellman_sweep, 10 in a row (per sweep)"
 PROTO_SWEEP = "prototype: serial numba sweep (1 thread)"
+PROTO_BLOCKED = "prototype: blocked-prange numba sweep"
 
 
 def sweeps(mdp, v, k):
@@ -336,6 +337,7 @@ def bench_garnet(S: int, sz: Sizes, capped: bool, log) -> list[dict]:
         "cpi.bellman_sweep": lambda: cpi.bellman_sweep(mdp, v)[0],
         SWEEP10: sweeps(mdp, v, 10),
         PROTO_SWEEP: lambda: proto_eval.sweep(mdp, v)[0],
+        PROTO_BLOCKED: lambda: proto_eval.sweep_blocked(mdp, v)[0],
         "scipy CSR mat-vec + max": lambda: scipy_sweep(mdp, v)[0],
         "quantecon bellman_operator": lambda: ddp.bellman_operator(v, Tv=Tv, sigma=sigma).copy(),
         "pymdptoolbox _bellmanOperator": lambda: obj._bellmanOperator(v)[1],
@@ -346,7 +348,8 @@ def bench_garnet(S: int, sz: Sizes, capped: bool, log) -> list[dict]:
                        res["cpi.bellman_sweep"], nbytes, per_call={SWEEP10: 10},
                        notes={"pymdptoolbox _bellmanOperator": "object built without its input checks",
                               SWEEP10: "value iteration: 10 sweeps back to back, time / 10",
-                              PROTO_SWEEP: "NOT cpi: experiments/bench/proto_eval.py"})
+                              PROTO_SWEEP: "NOT cpi: experiments/bench/proto_eval.py",
+                              PROTO_BLOCKED: "NOT cpi: experiments/bench/proto_eval.py"})
     del copy_f
     log(f"[{name}] sweep done")
 
@@ -422,6 +425,7 @@ def bench_tree(sz: Sizes, log) -> list[dict]:
         "cpi.bellman_sweep": lambda: cpi.bellman_sweep(mdp, v)[0],
         SWEEP10: sweeps(mdp, v, 10),
         PROTO_SWEEP: lambda: proto_eval.sweep(mdp, v)[0],
+        PROTO_BLOCKED: lambda: proto_eval.sweep_blocked(mdp, v)[0],
         "scipy CSR mat-vec + max": lambda: scipy_sweep(mdp, v)[0],
         "quantecon bellman_operator": lambda: ddp.bellman_operator(v, Tv=Tv, sigma=sigma).copy(),
         f"numpy copy {sz.copy_mb} MB (read+write)": copy_f,
@@ -431,7 +435,8 @@ def bench_tree(sz: Sizes, log) -> list[dict]:
                        res["cpi.bellman_sweep"], nbytes, per_call={SWEEP10: 10},
                        notes={"quantecon bellman_operator": "beta = 1 (allowed for operators)",
                               SWEEP10: "value iteration: 10 sweeps back to back, time / 10",
-                              PROTO_SWEEP: "NOT cpi: experiments/bench/proto_eval.py"})
+                              PROTO_SWEEP: "NOT cpi: experiments/bench/proto_eval.py",
+                              PROTO_BLOCKED: "NOT cpi: experiments/bench/proto_eval.py"})
     log(f"[{name}] sweep done")
     return rows
 
@@ -468,7 +473,7 @@ def targets(rows, sz: Sizes) -> list[dict]:
                     measured=f"{tree['median_s']:.3f} s", met=tree["median_s"] < 1.0, what_if=False))
     for mp in (f"garnet S={sz.garnet_S}", "thought_tree"):
         cp = get(mp, "numpy copy", "VI sweep")
-        for impl in ("cpi.bellman_sweep", "prototype: serial"):
+        for impl in ("cpi.bellman_sweep", "prototype: serial", "prototype: blocked"):
             sw = get(mp, impl, "VI sweep")
             frac = sw["GBps_P"] / cp["GBps_P"]
             out.append(dict(target=f"{sw['mdp']}: {impl} >= 30% of copy bandwidth",

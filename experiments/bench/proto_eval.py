@@ -210,3 +210,45 @@ def sweep(mdp, V):
     act = np.empty(mdp.S, np.int64)
     sweep_serial(mdp.P.indptr, mdp.P.indices, mdp.P.data, mdp.R, mdp.gamma, V, V_out, act)
     return V_out, act
+
+
+@nb.njit(cache=True, parallel=True)
+def sweep_blocked_kernel(indptr, indices, data, R, gamma, V, V_out, act_out, nblk):
+    """``cpi._kernels.bellman_sweep`` with ``prange`` over ``nblk`` contiguous blocks of
+    states and a plain ``range`` inside (a running CSR pointer, no second ``indptr`` load).
+    A ``prange`` directly over states compiles to a loop that is ~1.5-5x slower even on one
+    thread (measured: tree d=10, NUMBA_NUM_THREADS=1: 98 ms vs 21 ms serial)."""
+    S, A = R.shape
+    step = (S + nblk - 1) // nblk
+    for b in nb.prange(nblk):
+        lo = b * step
+        hi = min(S, lo + step)
+        if lo >= hi:
+            continue
+        k = indptr[lo * A]
+        for s in range(lo, hi):
+            best = -np.inf
+            besta = 0
+            for a in range(A):
+                end = indptr[s * A + a + 1]
+                acc = 0.0
+                while k < end:
+                    acc += data[k] * V[indices[k]]
+                    k += 1
+                q = R[s, a] + gamma * acc
+                if q > best:
+                    best = q
+                    besta = a
+            V_out[s] = best
+            act_out[s] = besta
+
+
+def sweep_blocked(mdp, V, blocks_per_thread: int = 4):
+    """One blocked-parallel sweep; returns ``(V_out, argmax)`` like ``cpi.bellman_sweep``."""
+    V = np.ascontiguousarray(V, dtype=np.float64)
+    V_out = np.empty(mdp.S)
+    act = np.empty(mdp.S, np.int64)
+    nblk = max(1, min(mdp.S, blocks_per_thread * nb.get_num_threads()))
+    sweep_blocked_kernel(mdp.P.indptr, mdp.P.indices, mdp.P.data, mdp.R, mdp.gamma, V, V_out,
+                         act, nblk)
+    return V_out, act
