@@ -402,11 +402,14 @@ def fig_one_step(out: Path, rows):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="larger sweeps (several minutes)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sweep (seconds; tests)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-figs", action="store_true", help="skip the figures")
     ap.add_argument("--out", default="paper_figs")
     a = ap.parse_args(argv)
     cfg = Config(seed=a.seed, out=a.out)
+    if a.smoke:
+        cfg = Config(n_mdp=4, n_mrp=10, n_mc=2, runs=4, T_pg=20, seed=a.seed, out=a.out)
     if a.full:
         cfg = Config(n_mdp=300, n_mrp=1000, n_mc=40, runs=100, T_pg=150, seed=a.seed, out=a.out)
     rng = np.random.default_rng(cfg.seed)

@@ -13,7 +13,7 @@ on two families whose p_pi (the on-policy probability of reaching an improvable 
   (no improvable state left) before it halves the suboptimality: with a fixed tau CPI-CARO
   only reaches a tau-greedy policy, whose suboptimality compounds along the lock.
 
-For every instance, reset (random = RR, oracle = CARO, noisy(q)) and seed it records the
+For every instance, reset (start = D only, random = RR, oracle = CARO, noisy(q)) and seed it records the
 environment steps of the advantage rollouts until ``V*(D) - V^pi(D) <= frac * (V*(D) -
 V^{pi0}(D))`` (a *relative* target: on trees the initial suboptimality itself scales with
 p_pi, so an absolute target would be met by the initial policy at small p_pi), and the
@@ -26,6 +26,7 @@ Fits: least squares of log(samples) on log(p_pi) per (family, reset) over the ru
 reached the target, with a 95% CI from the t distribution; runs that hit the sample budget
 are reported as censored (excluded from the fit, which biases RR's slope towards 0).
 
+    python experiments/reset_complexity.py --smoke   # seconds (tests)
     python experiments/reset_complexity.py --quick   # a few minutes on 2 cores
     python experiments/reset_complexity.py           # more seeds and p values, larger budget
 """
@@ -50,14 +51,22 @@ from cpi.algorithms import CPIConfig, cpi as run_cpi  # noqa: E402
 from cpi.resets import improvable_states, reach_probability  # noqa: E402
 
 
-def instances(family, quick):
+SIZES = {  # tree p_error values, tree seeds, lock lengths, CPI seeds, env-step budget per run
+    "smoke": dict(p_errors=[0.05, 0.2], tree_seeds=1, locks=[4, 5], seeds=1, budget=2e5),
+    "quick": dict(p_errors=[0.01, 0.02, 0.05, 0.1], tree_seeds=3, locks=[4, 5, 6, 7], seeds=4,
+                  budget=3e6),
+    "full": dict(p_errors=[0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2], tree_seeds=5,
+                 locks=[4, 5, 6, 7, 8, 9, 10], seeds=10, budget=2e7),
+}
+
+
+def instances(family, size):
     if family == "tree":
-        p_errors = [0.01, 0.02, 0.05, 0.1] if quick else [0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2]
-        for pe in p_errors:
-            for ts in range(3 if quick else 5):
+        for pe in size["p_errors"]:
+            for ts in range(size["tree_seeds"]):
                 yield f"p_error={pe},tree_seed={ts}", cpi.thought_tree(4, 3, pe, seed=ts)
     else:
-        for H in ([4, 5, 6, 7] if quick else [4, 5, 6, 7, 8, 9, 10]):
+        for H in size["locks"]:
             yield f"H={H}", cpi.combination_lock(H, 3, seed=H)
 
 
@@ -75,6 +84,7 @@ def fit_slope(p, y):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sweep (a few minutes, 2 cores)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sweep (seconds; tests)")
     ap.add_argument("--seeds", type=int, default=None, help="seeds per (instance, reset)")
     ap.add_argument("--n-states", type=int, default=30, help="reset states per MC batch")
     ap.add_argument("--step", default="spi", choices=["spi", "kakade_langford", "fixed"])
@@ -86,14 +96,15 @@ def main(argv=None):
     ap.add_argument("--budget", type=float, default=None, help="max env steps per run")
     ap.add_argument("--out", default=str(ROOT / "paper_figs" / "reset_complexity"))
     args = ap.parse_args(argv)
-    seeds = args.seeds or (4 if args.quick else 10)
-    budget = int(args.budget or (3e6 if args.quick else 2e7))
-    resets = ["random", "noisy", "oracle"]
+    size = SIZES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    seeds = args.seeds or size["seeds"]
+    budget = int(args.budget or size["budget"])
+    resets = ["start", "random", "noisy", "oracle"]
     rows = []
     t0 = time.perf_counter()
     for family in ["tree", "lock"]:
         tau = args.tau if family == "tree" else args.lock_tau
-        for name, mdp in instances(family, args.quick):
+        for name, mdp in instances(family, size):
             pi0 = mdp.uniform_policy()
             p0 = reach_probability(mdp, pi0, improvable_states(mdp, pi0, tau))
             if p0 <= 0:
@@ -169,7 +180,8 @@ def plot(rows, fits, resets, path, budget):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     colors = {"random": "tab:red", "noisy": "tab:purple", "oracle": "tab:green", "start": "tab:gray"}
-    label = {"random": "RR (random reset)", "noisy": "noisy localizer", "oracle": "CARO (oracle)"}
+    label = {"random": "RR (random reset)", "noisy": "noisy localizer", "oracle": "CARO (oracle)",
+             "start": "start only (no reset)"}
     fig, axes = plt.subplots(2, 2, figsize=(11, 8.5))
     for j, family in enumerate(["tree", "lock"]):
         ax, ax2 = axes[0, j], axes[1, j]
