@@ -67,6 +67,11 @@ except ImportError:  # run as a script
 
 import cpi
 
+if not hasattr(cpi, "garnet"):  # a stale editable install maps cpi as a namespace package
+    raise ImportError(f"`import cpi` found a namespace package at {list(cpi.__path__)} without "
+                      "the API: reinstall the package (`.venv/bin/pip install -e .`) or run with "
+                      "PYTHONPATH=<repo root>")
+
 A_GARNET, B_GARNET, GAMMA_GARNET = 8, 10, 0.99
 SCIPY_RTOL = 1e-10  # bicgstab tolerance of the scipy peer (BENCHMARKS.md); cpi uses 1e-13
 REPO = Path(__file__).resolve().parents[2]
