@@ -5,6 +5,7 @@ with the tiny model's settings, ``--prompts`` prompts x ``--group`` completions,
 new tokens, temperature 1.0, top_p 1.0 (top_k 0), lr 5e-5 AdamW, beta 0 (no KL, no reference model),
 one optimisation pass, one forward/backward over the whole batch, CPU. TRL: ``GRPOTrainer`` with
 ``use_cpu``, no vLLM, ``loss_type="grpo"`` (= our default ``seq-mean-token-mean``), ``num_iterations=1``;
+its generation stops at EOS or the answer's closing marker (ours stops at the answer);
 its step is timed by a callback from ``on_step_begin`` to ``on_step_end`` (generation, scoring, loss,
 backward, optimizer). Ours: ``build_rollouts`` + ``Trainer.update``.
 
@@ -91,6 +92,11 @@ def run_trl(a, round_: int) -> list[dict]:
 
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    # same stopping rule as ours: a chain ends at its answer (the tiny model does not emit EOS after it, so
+    # without this TRL would always decode all max_new tokens). TRL reads eos ids from generation_config.
+    close = tok.convert_tokens_to_ids(pol.fmt.answer_close)
+    if isinstance(close, int) and close != tok.unk_token_id and not a.trl_no_answer_stop:
+        model.generation_config.eos_token_id = [tok.eos_token_id, close]
     with tempfile.TemporaryDirectory() as d:
         cfg = GRPOConfig(output_dir=d, per_device_train_batch_size=a.prompts * a.group, num_generations=a.group,
                          max_completion_length=a.max_new, beta=0.0, num_iterations=1, use_cpu=True,
@@ -123,6 +129,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip_trl", action="store_true")
+    ap.add_argument("--trl_no_answer_stop", action="store_true",
+                    help="let TRL decode until EOS / max_new (more work than ours: reported for reference)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_step.json"))
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
