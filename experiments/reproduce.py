@@ -68,14 +68,15 @@ def main(argv=None) -> int:
         g.add_argument(f"--{p}", dest="profile", action="store_const", const=p)
     ap.add_argument("--only", nargs="+", choices=STEPS, help="run only these steps")
     ap.add_argument("--force", action="store_true", help="re-run steps that are already done")
-    ap.add_argument("--figs", default=None, help="figure directory (default paper_figs/, smoke: runs/reproduce/smoke/figs)")
+    ap.add_argument("--figs", default=None, help="figure directory (default paper_figs/, smoke: <runs>/figs)")
+    ap.add_argument("--runs", default=None, help="run/cache directory (default runs/reproduce/<profile>)")
     args = ap.parse_args(argv)
     profile = args.profile or "quick"
     if profile == "gpu":
         print((ROOT / "configs" / "gpu.md").read_text() if (ROOT / "configs" / "gpu.md").exists()
               else "see README, section 'GPU runs'")
         return 0
-    runs = ROOT / "runs" / "reproduce" / profile
+    runs = Path(args.runs) if args.runs else ROOT / "runs" / "reproduce" / profile
     figs = Path(args.figs) if args.figs else (runs / "figs" if profile == "smoke" else ROOT / "paper_figs")
     runs.mkdir(parents=True, exist_ok=True)
     figs.mkdir(parents=True, exist_ok=True)
