@@ -563,10 +563,12 @@ def main(argv=None):
         shared_machine_note=("2 vCPUs shared with 3-5 other developers during the run: timings "
                              "are noisy; medians of interleaved runs, spread in min-max / rel_iqr"),
         scipy_rtol=SCIPY_RTOL, cpi_krylov_rtol=getattr(cpi.exact, "KRYLOV_RTOL", None),
+        cpi_commit=_git_rev(),
     )
     log(f"numba threads: {meta['numba_threads']} (usable CPUs {meta['cpus_usable']}); "
         f"load average at start {load0}")
     log("NOTE: the machine is shared with other developers right now: expect noise.")
+    log(f"cpi code: last commit touching cpi/ = {meta['cpi_commit']}")
 
     rows = []
     rows += bench_garnet(sz.garnet_S, sz, capped=True, log=log)
@@ -602,6 +604,19 @@ def main(argv=None):
         w.writerows(rows)
     print(f"wrote {stem.with_suffix('.csv')} and {stem.with_suffix('.json')}")
     return rows, tg
+
+
+def _git_rev():
+    """Last commit touching cpi/ (+ "-dirty" when cpi/ has uncommitted changes), or None."""
+    import subprocess
+    try:
+        rev = subprocess.run(["git", "log", "-1", "--format=%h", "--", "cpi"], cwd=REPO,
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "cpi"], cwd=REPO,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("-dirty" if dirty else "") if rev else None
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _mdpt_version():

@@ -252,3 +252,51 @@ def sweep_blocked(mdp, V, blocks_per_thread: int = 4):
     sweep_blocked_kernel(mdp.P.indptr, mdp.P.indices, mdp.P.data, mdp.R, mdp.gamma, V, V_out,
                          act, nblk)
     return V_out, act
+
+
+@nb.njit(cache=True, inline="always")
+def _sweep_regular_range(k, indices, data, R, gamma, V, V_out, act_out, lo, hi):
+    A = R.shape[1]
+    for s in range(lo, hi):
+        base = s * A * k
+        acc = 0.0
+        for j in range(base, base + k):
+            acc += data[j] * V[indices[j]]
+        best = R[s, 0] + gamma * acc
+        besta = 0
+        for a in range(1, A):
+            j0 = base + a * k
+            acc = 0.0
+            for j in range(j0, j0 + k):
+                acc += data[j] * V[indices[j]]
+            q = R[s, a] + gamma * acc
+            better = q > best  # first maximiser wins, as in cpi
+            besta = a if better else besta
+            best = q if better else best
+        V_out[s] = best
+        act_out[s] = besta
+
+
+@nb.njit(cache=True, parallel=True)
+def sweep_regular_kernel(k, indices, data, R, gamma, V, V_out, act_out, nblk):
+    """Sweep for a CSR ``P`` whose rows all have exactly ``k`` non-zeros (garnets: k =
+    branching; trees and locks: k = 1): no ``indptr`` reads, branch-free argmax, blocked
+    ``prange`` (``nblk == 1`` runs serially on the calling thread's block)."""
+    S = R.shape[0]
+    step = (S + nblk - 1) // nblk
+    for b in nb.prange(nblk):
+        lo = b * step
+        hi = min(S, lo + step)
+        if lo < hi:
+            _sweep_regular_range(k, indices, data, R, gamma, V, V_out, act_out, lo, hi)
+
+
+@nb.njit(cache=True)
+def sweep_regular_serial(k, indices, data, R, gamma, V, V_out, act_out):
+    _sweep_regular_range(k, indices, data, R, gamma, V, V_out, act_out, 0, R.shape[0])
+
+
+def regular_k(mdp):
+    """``k`` if every row of ``P`` has exactly ``k`` non-zeros, else None."""
+    deg = np.diff(mdp.P.indptr)
+    return int(deg[0]) if deg.size and np.all(deg == deg[0]) else None
