@@ -129,7 +129,7 @@ def summarise(args, runs: dict) -> dict:
         fm, fci = t_interval(finals) if finals else (float("nan"), 0.0)
         hist: dict[str, int] = {}
         rel = []
-        loc_ex, loc_w1, loc_n = 0.0, 0.0, 0
+        loc_ex, loc_w1, loc_ch, loc_n = 0.0, 0.0, 0.0, 0
         train_reward = []
         for r in rs:
             for t in r["train"]:
@@ -141,13 +141,15 @@ def summarise(args, runs: dict) -> dict:
                 if n:
                     loc_ex += t["loc_exact"] * n
                     loc_w1 += t["loc_within1"] * n
+                    loc_ch += (t.get("loc_chance") or 0.0) * n
                     loc_n += n
             train_reward.append([t["reward_mean"] for t in r["train"]])
         out[m] = dict(curve=rows, final_mean=fm, final_ci95=fci, finals=finals,
                       samples_to_target=reach, reset_hist=hist,
                       reset_rel_mean=float(np.mean(rel)) if rel else None,
                       loc_exact=loc_ex / loc_n if loc_n else None,
-                      loc_within1=loc_w1 / loc_n if loc_n else None, loc_n=loc_n)
+                      loc_within1=loc_w1 / loc_n if loc_n else None,
+                      loc_chance=loc_ch / loc_n if loc_n else None, loc_n=loc_n)
     return {"start_accuracy": base, "target_accuracy": target, "methods": out}
 
 
@@ -198,22 +200,19 @@ def plot(summary: dict, runs: dict, out: Path) -> None:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for r in runs.get("srpo", []):
-        xs = [t["step"] for t in r["train"] if t.get("loc_checked")]
-        ex = [t["loc_exact"] for t in r["train"] if t.get("loc_checked")]
-        w1 = [t["loc_within1"] for t in r["train"] if t.get("loc_checked")]
-        if xs:
-            ax.plot(xs, ex, "-", color="tab:red", alpha=0.5)
-            ax.plot(xs, w1, "--", color="tab:orange", alpha=0.5)
-    ax.plot([], [], "-", color="tab:red", label="exact (per seed)")
-    ax.plot([], [], "--", color="tab:orange", label="within 1 step (per seed)")
-    ch = summary["methods"].get("srpo", {}).get("chance")
+    for m, color in (("srpo", "tab:red"), ("rrpo", "tab:blue"), ("oracle", "tab:green")):
+        for j, r in enumerate(runs.get(m, [])):
+            xs = [t["step"] for t in r["train"] if t.get("loc_checked")]
+            ex = [t["loc_exact"] for t in r["train"] if t.get("loc_checked")]
+            ax.plot(xs, ex, "-", color=color, alpha=0.5, lw=1,
+                    label=f"{m.upper()} reset step = first error (per seed)" if j == 0 and xs else None)
+    ch = summary["methods"].get("srpo", {}).get("loc_chance")
     if ch is not None:
-        ax.axhline(ch, color="k", lw=0.8, ls=":", label="uniform guess (exact)")
+        ax.axhline(ch, color="k", lw=0.8, ls=":", label="uniform guess on SRPO's parents")
     ax.set_xlabel("training step")
-    ax.set_ylabel("localization accuracy on failed parents")
+    ax.set_ylabel("share of resets exactly at the first wrong thought")
     ax.set_ylim(0, 1)
-    ax.set_title("SRPO self-localization vs the task's first wrong thought")
+    ax.set_title("Reset step vs the task's first wrong thought")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -235,12 +234,12 @@ def write_tables(summary: dict, runs: dict, out: Path) -> None:
                 w.writerow([m, k, v])
     with open(out / "llm_localization.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["run", "step", "checked", "exact", "within1", "chance"])
-        for i, r in enumerate(runs.get("srpo", [])):
-            for t in r["train"]:
-                if t.get("loc_checked"):
-                    w.writerow([i, t["step"], t["loc_checked"], t["loc_exact"], t["loc_within1"],
-                                t.get("loc_chance")])
+        w.writerow(["method", "run", "step", "checked", "exact", "within1", "chance"])
+        for m in ("srpo", "rrpo", "oracle"):
+            for i, r in enumerate(runs.get(m, [])):
+                for t in r["train"]:  # every step, also those with no checkable parent (checked = 0)
+                    w.writerow([m, i, t["step"], t.get("loc_checked") or 0, t.get("loc_exact"),
+                                t.get("loc_within1"), t.get("loc_chance")])
 
 
 def main(argv=None) -> int:

@@ -104,10 +104,10 @@ def llm_section(lc):
               f"problems. Step-0 accuracy {fmt(s['start_accuracy'])}; target = step 0 + "
               f"{cfg['target_gain']:.2f} = {fmt(s['target_accuracy'])}.", "",
               "| method | final pass@1 (mean ± 95% CI) | samples to target | mean relative reset position | "
-              "SRPO localization exact / ±1 |", "|---|---|---:|---:|---|"]
+              "reset at the first wrong thought: exact / ±1 (uniform guess) |", "|---|---|---:|---:|---|"]
     for m, v in s["methods"].items():
         reach = "not reached" if v["samples_to_target"] is None else f"{v['samples_to_target']:.0f}"
-        loc = (f"{pct(v['loc_exact'])} / {pct(v['loc_within1'])} (n={v['loc_n']})"
+        loc = (f"{pct(v['loc_exact'])} / {pct(v['loc_within1'])} ({pct(v.get('loc_chance'))}; n={v['loc_n']})"
                if v.get("loc_exact") is not None else "")
         rel = fmt(v.get("reset_rel_mean"), 2) if v.get("reset_rel_mean") is not None else ""
         lines.append(f"| {m.upper()} | {fmt(v['final_mean'])} ± {fmt(v['final_ci95'])} | {reach} | {rel} | {loc} |")
@@ -200,8 +200,10 @@ def claims(b, pg, rc, lc, ics):
             out.append(f"* **SRPO's resets cluster early** - mean relative reset position (k/n) SRPO "
                        f"{fmt(m['srpo']['reset_rel_mean'], 2)} vs RRPO (uniform) "
                        f"{fmt(m['rrpo'].get('reset_rel_mean'), 2)}"
-                       + (f"; SRPO localization exact {pct(m['srpo']['loc_exact'])}, within one step "
-                          f"{pct(m['srpo']['loc_within1'])}" if m["srpo"].get("loc_exact") is not None else "")
+                       + (f"; SRPO's reset hits the first wrong thought exactly in {pct(m['srpo']['loc_exact'])} "
+                          f"of failed parents (within one step {pct(m['srpo']['loc_within1'])}; a uniform guess "
+                          f"{pct(m['srpo'].get('loc_chance'))}, RRPO measured {pct(m['rrpo'].get('loc_exact'))})"
+                          if m["srpo"].get("loc_exact") is not None else "")
                        + ". See `llm_resets.png`.")
     # 4. Thought-ICS
     if ics is not None:

@@ -239,12 +239,31 @@ def _choose_reset_steps(method: str, policy, task, problems, prompts, parents: l
                 d["fallback"] = f"localization_{loc.source}"
         else:  # oracle
             e = task.first_error(problems[i], list(par.thoughts))
+            d["true_first_error"] = e
             if e is None:
                 d.update(k=n, fallback="oracle_no_error_found")
             else:
                 d["k"] = min(max(int(e), 1), n)
+        if n and getattr(task, "has_step_checker", False):  # diagnostics only: never used to pick k
+            e = d.get("true_first_error", "unset")
+            if e == "unset":
+                e = task.first_error(problems[i], list(par.thoughts))
+            d["true_first_error"] = None if e is None else int(e)
         out.append(d)
     return out
+
+
+def localization_stats(steps: list[dict], parents: list[tuple[int, Any]]) -> dict:
+    """How well the reset step hits the task's first wrong thought (parents where one exists).
+
+    ``loc_checked`` parents with a known first error, ``loc_hits`` with ``k == e``, ``loc_hits1`` with
+    ``|k - e| <= 1``, ``loc_chance_sum`` the sum of ``1/n`` (what a uniform guess hits on average).
+    """
+    known = [(d["k"], d["true_first_error"], len(par.thoughts)) for d, (_, par) in zip(steps, parents)
+             if d.get("true_first_error") is not None]
+    return dict(loc_checked=len(known), loc_hits=sum(k == e for k, e, _ in known),
+                loc_hits1=sum(abs(k - e) <= 1 for k, e, _ in known),
+                loc_chance_sum=float(sum(1.0 / n for _, _, n in known)))
 
 
 def _build_reset(policy, task, problems, cfg: RolloutConfig, seed, prompt_ids, adv_eps: float = 1e-6
@@ -307,7 +326,8 @@ def _build_reset(policy, task, problems, cfg: RolloutConfig, seed, prompt_ids, a
         loc_fallbacks=sum(1 for d in steps if d["loc_text"] is not None and d["loc_source"] != "boxed"),
         reset_steps=[d["k"] for d in steps],
         reset_rel=[d["k"] / max(1, len(par.thoughts)) for (_, par), d in zip(flat_parents, steps)],
-        first_round_rewards=[r for i in range(P) for _, r in tries[i][:first]])
+        first_round_rewards=[r for i in range(P) for _, r in tries[i][:first]],
+        **localization_stats(steps, flat_parents))
     return _finish(samples, rewards, groups, pidx, meta, cfg, stats, adv_eps)
 
 

@@ -352,8 +352,11 @@ class Trainer:
         c = D.all_sum([rb.stats.get("tokens_generated", 0), upd["tok"], rb.stats.get("parents", 0),
                        rb.stats.get("loc_calls", 0), rb.stats.get("loc_fallbacks", 0),
                        rb.stats.get("no_failure_prompts", 0), rb.stats.get("fresh_tries", 0), len(rb),
-                       upd["loss"], upd["kl"], upd["clip"], upd["ent"]], info)
-        tok_gen, tok_tr, parents, loc_calls, loc_fb, no_fail, tries, N, loss, kl, clip, ent = c
+                       upd["loss"], upd["kl"], upd["clip"], upd["ent"],
+                       rb.stats.get("loc_checked", 0), rb.stats.get("loc_hits", 0), rb.stats.get("loc_hits1", 0),
+                       rb.stats.get("loc_chance_sum", 0.0)], info)
+        (tok_gen, tok_tr, parents, loc_calls, loc_fb, no_fail, tries, N, loss, kl, clip, ent,
+         loc_n, loc_hit, loc_hit1, loc_chance) = c
         r = np.asarray(g["rewards"], dtype=float)
         a = np.asarray(g["adv"], dtype=float)
         fresh = np.asarray([x for x, k in zip(g["rewards"], g["kinds"]) if k == "fresh"], dtype=float)
@@ -376,7 +379,10 @@ class Trainer:
                    reset_step_mean=mean(np.asarray(g["reset_steps"], dtype=float)),
                    reset_rel_mean=mean(np.asarray(g["reset_rel"], dtype=float)),
                    loc_calls=int(loc_calls), loc_fallback_rate=(loc_fb / loc_calls) if loc_calls else float("nan"),
-                   no_failure_rate=no_fail / P, skipped=bool(upd["skipped"]), **times)
+                   no_failure_rate=no_fail / P, skipped=bool(upd["skipped"]),
+                   loc_checked=int(loc_n), loc_exact=loc_hit / loc_n if loc_n else float("nan"),
+                   loc_within1=loc_hit1 / loc_n if loc_n else float("nan"),
+                   loc_chance=loc_chance / loc_n if loc_n else float("nan"), **times)
         if upd.get("skip_reason"):
             rec["skip_reason"] = upd["skip_reason"]
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in rec.items()}
