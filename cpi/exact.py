@@ -61,7 +61,7 @@ def _solve(mdp: TabularMDP, Ppi: sp.csr_matrix, b: np.ndarray, transpose: bool) 
     if S <= DENSE_MAX_S:
         M = np.eye(S) - g * Ppi.toarray()
         return np.linalg.solve(M.T if transpose else M, b)
-    op = Ppi.T.tocsr() if transpose else Ppi
+    op = Ppi.T if transpose else Ppi  # CSC view: no copy, same mat-vec speed
     L = spla.LinearOperator((S, S), matvec=lambda x: x - g * (op @ x), dtype=np.float64)
     scale = np.abs(b).max() or 1.0
     x, info = spla.bicgstab(L, b, x0=b.copy(), rtol=KRYLOV_RTOL, atol=0.0, maxiter=20 * S)
