@@ -158,12 +158,13 @@ def dag_visits(order, indptr, indices, data, pi, gamma, terminal, A, m):
                 m[indices[k]] += w * data[k]
 
 
-PARALLEL_MIN_NNZ = 200_000
-"""Below this many non-zeros a parallel region costs more than it saves (thread wake-up is
-~0.1-20 ms on a loaded 2-core machine, a 1e5-non-zero sweep ~0.1 ms): use the serial kernel."""
+PARALLEL_MIN_NNZ = 4_000_000
+"""Below this many non-zeros the serial kernel is used: a parallel region costs 0.1-20 ms of thread
+wake-up on a loaded 2-core machine, more than it saves (measured: serial 1.8 ms vs parallel 13.7 ms
+on a 1.6M-non-zero garnet sweep under load; experiments/bench/cpi_kernels.py)."""
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _row_dot(indptr, indices, data, row, V):
     acc = 0.0
     for k in range(indptr[row], indptr[row + 1]):
@@ -171,14 +172,14 @@ def _row_dot(indptr, indices, data, row, V):
     return acc
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _q_state(indptr, indices, data, R, gamma, V, Q, s):
     A = R.shape[1]
     for a in range(A):
         Q[s, a] = R[s, a] + gamma * _row_dot(indptr, indices, data, s * A + a, V)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _max_state(indptr, indices, data, R, gamma, V, V_out, act_out, s):
     A = R.shape[1]
     best = -np.inf
@@ -218,6 +219,145 @@ def bellman_sweep_parallel(indptr, indices, data, R, gamma, V, V_out, act_out):
     """:func:`bellman_sweep_serial`, parallel over states."""
     for s in nb.prange(R.shape[0]):
         _max_state(indptr, indices, data, R, gamma, V, V_out, act_out, s)
+
+
+# ---------------------------------------------------------------------------------------
+# Policy evaluation without BLAS: compact P_pi and a numba BiCGSTAB (first written as the
+# benchmark prototype experiments/bench/proto_eval.py; OpenBLAS level-1 threads stall on a busy
+# shared machine and P_pi with zero-weight actions costs A times the mat-vec work)
+# ---------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def compact_ppi(indptr, indices, data, pi, terminal, A):
+    """CSR arrays of ``P_pi`` (S, S): ``P_pi[s] = sum_a pi(a|s) P(.|s, a)``, entries with
+    ``pi(a|s) == 0`` and terminal rows left out (duplicate columns kept; the mat-vec sums)."""
+    S = terminal.shape[0]
+    ip = np.zeros(S + 1, np.int64)
+    for s in range(S):
+        n = 0
+        if not terminal[s]:
+            for a in range(A):
+                if pi[s, a] > 0.0:
+                    row = s * A + a
+                    n += indptr[row + 1] - indptr[row]
+        ip[s + 1] = ip[s] + n
+    ix = np.empty(ip[S], indices.dtype)
+    dx = np.empty(ip[S], np.float64)
+    for s in range(S):
+        if terminal[s]:
+            continue
+        k = ip[s]
+        for a in range(A):
+            p = pi[s, a]
+            if p > 0.0:
+                row = s * A + a
+                for j in range(indptr[row], indptr[row + 1]):
+                    ix[k] = indices[j]
+                    dx[k] = p * data[j]
+                    k += 1
+    return ip, ix, dx
+
+
+@nb.njit(cache=True)
+def ppi_apply(ip, ix, dx, g, x, y, transpose):
+    """``y = x - g P x`` or, with ``transpose``, ``y = x - g P^T x``."""
+    S = x.shape[0]
+    if transpose:
+        for s in range(S):
+            y[s] = x[s]
+        for s in range(S):
+            xs = g * x[s]
+            if xs != 0.0:
+                for k in range(ip[s], ip[s + 1]):
+                    y[ix[k]] -= dx[k] * xs
+    else:
+        for s in range(S):
+            acc = 0.0
+            for k in range(ip[s], ip[s + 1]):
+                acc += dx[k] * x[ix[k]]
+            y[s] = x[s] - g * acc
+
+
+@nb.njit(cache=True)
+def bicgstab(ip, ix, dx, g, b, transpose, rtol, maxiter):
+    """Solve ``(I - g P) x = b`` (or the transposed system); returns ``(x, iters, res)``
+    where ``res`` is the true residual ``max |b - (I - gP) x|`` at exit. On a breakdown
+    (``rho == 0``, ``omega == 0``) it restarts with the current residual as shadow residual."""
+    S = b.shape[0]
+    x = b.copy()
+    r = np.empty(S)
+    ppi_apply(ip, ix, dx, g, x, r, transpose)
+    bn = 0.0
+    for i in range(S):
+        r[i] = b[i] - r[i]
+        bn += b[i] * b[i]
+    bn = np.sqrt(bn)
+    tol = rtol * bn
+    rh = r.copy()
+    p = np.zeros(S)
+    v = np.zeros(S)
+    s = np.empty(S)
+    t = np.empty(S)
+    rho = alpha = omega = 1.0
+    it = 0
+    resets = 0
+    rn = 0.0
+    for i in range(S):
+        rn += r[i] * r[i]
+    while np.sqrt(rn) > tol and it < maxiter:
+        it += 1
+        rho_new = 0.0
+        for i in range(S):
+            rho_new += rh[i] * r[i]
+        if rho_new == 0.0 or omega == 0.0:
+            # breakdown: restart with the current residual as the shadow residual
+            if resets >= 50:
+                break
+            resets += 1
+            for i in range(S):
+                rh[i] = r[i]
+                p[i] = 0.0
+                v[i] = 0.0
+            rho = alpha = omega = 1.0
+            rho_new = rn
+        beta = (rho_new / rho) * (alpha / omega)
+        for i in range(S):
+            p[i] = r[i] + beta * (p[i] - omega * v[i])
+        ppi_apply(ip, ix, dx, g, p, v, transpose)
+        rv = 0.0
+        for i in range(S):
+            rv += rh[i] * v[i]
+        if rv == 0.0:
+            omega = 0.0  # forces a restart
+            continue
+        alpha = rho_new / rv
+        sn = 0.0
+        for i in range(S):
+            s[i] = r[i] - alpha * v[i]
+            sn += s[i] * s[i]
+        if np.sqrt(sn) <= tol:
+            for i in range(S):
+                x[i] += alpha * p[i]
+            break
+        ppi_apply(ip, ix, dx, g, s, t, transpose)
+        ts = 0.0
+        tt = 0.0
+        for i in range(S):
+            ts += t[i] * s[i]
+            tt += t[i] * t[i]
+        omega = ts / tt if tt > 0.0 else 0.0
+        rn = 0.0
+        for i in range(S):
+            x[i] += alpha * p[i] + omega * s[i]
+            r[i] = s[i] - omega * t[i]
+            rn += r[i] * r[i]
+        rho = rho_new
+    ppi_apply(ip, ix, dx, g, x, r, transpose)
+    res = 0.0
+    for i in range(S):
+        res = max(res, abs(b[i] - r[i]))
+    return x, it, res
 
 
 # ---------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import scipy.sparse.linalg as spla
 from . import _kernels as K
 from .mdp import TabularMDP
 
-DENSE_MAX_S = 1500  # below this, np.linalg.solve is exact and fast
+DENSE_MAX_S = 200  # below this, a dense LU; above, the numba Krylov solve is faster
 KRYLOV_RTOL = 1e-13
 
 
@@ -54,24 +54,31 @@ def policy_matrix(mdp: TabularMDP, pi: np.ndarray) -> sp.csr_matrix:
     return M
 
 
-def _solve(mdp: TabularMDP, Ppi: sp.csr_matrix, b: np.ndarray, transpose: bool) -> np.ndarray:
-    """Solve ``(I - gamma P_pi) x = b`` (or the transposed system)."""
+def _solve(mdp: TabularMDP, pi: np.ndarray, b: np.ndarray, transpose: bool) -> np.ndarray:
+    """Solve ``(I - gamma P_pi) x = b`` (or the transposed system), terminal rows of ``P_pi`` zeroed.
+
+    Small ``S``: dense LU. Otherwise BiCGSTAB (van der Vorst 1992) as one numba loop on the compact
+    ``P_pi`` (only actions with ``pi > 0``); if its true residual is above ``1e-10 max|b|``, scipy
+    GMRES, then a sparse LU.
+    """
     g = mdp.gamma
     S = mdp.S
     if S <= DENSE_MAX_S:
-        M = np.eye(S) - g * Ppi.toarray()
+        M = np.eye(S) - g * policy_matrix(mdp, pi).toarray()
         return np.linalg.solve(M.T if transpose else M, b)
-    op = Ppi.T if transpose else Ppi  # CSC view: no copy, same mat-vec speed
-    L = spla.LinearOperator((S, S), matvec=lambda x: x - g * (op @ x), dtype=np.float64)
+    P = mdp.P
+    ip, ix, dx = K.compact_ppi(P.indptr, P.indices, P.data, pi, mdp.terminal, mdp.A)
     scale = np.abs(b).max() or 1.0
-    x, info = spla.bicgstab(L, b, x0=b.copy(), rtol=KRYLOV_RTOL, atol=0.0, maxiter=20 * S)
-    res = np.abs(b - L.matvec(x)).max() if info == 0 else np.inf
-    if res > 1e-10 * scale:
-        x, info = spla.gmres(L, b, x0=x if np.all(np.isfinite(x)) else None,
-                             rtol=KRYLOV_RTOL, atol=0.0, restart=50, maxiter=50 * S)
-        res = np.abs(b - L.matvec(x)).max()
-    if res > 1e-10 * scale:  # last resort: exact sparse LU
-        M = sp.identity(S, format="csc") - g * (op.tocsc())
+    x, _, res = K.bicgstab(ip, ix, dx, g, b, transpose, KRYLOV_RTOL, 20 * S)
+    if res <= 1e-10 * scale:
+        return x
+    Ppi = sp.csr_matrix((dx, ix, ip), shape=(S, S))
+    op = Ppi.T if transpose else Ppi  # CSC view: no copy
+    L = spla.LinearOperator((S, S), matvec=lambda y: y - g * (op @ y), dtype=np.float64)
+    x, info = spla.gmres(L, b, x0=x if np.all(np.isfinite(x)) else None,
+                         rtol=KRYLOV_RTOL, atol=0.0, restart=50, maxiter=50 * S)
+    if np.abs(b - L.matvec(x)).max() > 1e-10 * scale:  # last resort: exact sparse LU
+        M = sp.identity(S, format="csc") - g * op.tocsc()
         x = spla.spsolve(M, b)
     return x
 
@@ -79,14 +86,17 @@ def _solve(mdp: TabularMDP, Ppi: sp.csr_matrix, b: np.ndarray, transpose: bool) 
 # ----------------------------------------------------------------------------- values
 def value(mdp: TabularMDP, pi) -> np.ndarray:
     """``V^pi`` (S,): the solution of ``V = R_pi + gamma P_pi V`` (``V = 0`` on terminals)."""
-    pi = mdp.check_policy(pi)
+    return _value(mdp, mdp.check_policy(pi))
+
+
+def _value(mdp: TabularMDP, pi: np.ndarray) -> np.ndarray:
     if mdp.order is not None:
         V = np.zeros(mdp.S)
         K.dag_value(mdp.order, mdp.P.indptr, mdp.P.indices, mdp.P.data, mdp.R, pi,
                     mdp.gamma, mdp.terminal, mdp.A, V)
         return V
     Rpi = np.where(mdp.terminal, 0.0, np.einsum("sa,sa->s", pi, mdp.R))
-    return _solve(mdp, policy_matrix(mdp, pi), Rpi, transpose=False)
+    return _solve(mdp, pi, Rpi, transpose=False)
 
 
 def q_from_v(mdp: TabularMDP, V: np.ndarray) -> np.ndarray:
@@ -107,7 +117,7 @@ def q_values(mdp: TabularMDP, pi) -> np.ndarray:
 
 def advantages(mdp: TabularMDP, pi) -> np.ndarray:
     """``A^pi = Q^pi - V^pi`` (S, A); zero on terminal states."""
-    V = value(mdp, pi)
+    V = _value(mdp, mdp.check_policy(pi))
     return q_from_v(mdp, V) - V[:, None]
 
 
@@ -119,7 +129,7 @@ def _visits(mdp: TabularMDP, pi: np.ndarray, mu: np.ndarray) -> np.ndarray:
         K.dag_visits(mdp.order, mdp.P.indptr, mdp.P.indices, mdp.P.data, pi, mdp.gamma,
                      mdp.terminal, mdp.A, m)
     else:
-        m = _solve(mdp, policy_matrix(mdp, pi), mu, transpose=True)
+        m = _solve(mdp, pi, mu, transpose=True)
     # m[t] holds the mass arriving at terminal t; it then self-loops forever
     if mdp.gamma < 1.0:
         m[mdp.terminal] /= 1.0 - mdp.gamma
@@ -132,7 +142,7 @@ def evaluate(mdp: TabularMDP, pi, start=None) -> Evaluation:
     """``V^pi``, ``d_{pi,start}`` and the effective horizon in one call."""
     pi = mdp.check_policy(pi)
     mu = mdp.initial if start is None else mdp.check_distribution(start, "start")
-    return Evaluation(value(mdp, pi), *_occupancy(mdp, pi, mu))
+    return Evaluation(_value(mdp, pi), *_occupancy(mdp, pi, mu))
 
 
 def _occupancy(mdp, pi, mu):
@@ -150,12 +160,18 @@ def _occupancy(mdp, pi, mu):
 
 def occupancy(mdp: TabularMDP, pi, start=None) -> np.ndarray:
     """``d_{pi,start}`` (S,), normalised (sums to one). ``start`` defaults to ``mdp.initial``."""
-    return evaluate(mdp, pi, start).d
+    pi = mdp.check_policy(pi)
+    mu = mdp.initial if start is None else mdp.check_distribution(start, "start")
+    return _occupancy(mdp, pi, mu)[0]
 
 
 def effective_horizon(mdp: TabularMDP, pi, start=None) -> float:
     """``1/(1-gamma)``, or the expected episode length under ``pi`` from ``start`` if ``gamma == 1``."""
-    return evaluate(mdp, pi, start).horizon
+    if mdp.gamma < 1.0:
+        return 1.0 / (1.0 - mdp.gamma)
+    pi = mdp.check_policy(pi)
+    mu = mdp.initial if start is None else mdp.check_distribution(start, "start")
+    return _occupancy(mdp, pi, mu)[1]
 
 
 def policy_advantage(mdp: TabularMDP, pi, pi2, start=None) -> float:
