@@ -15,7 +15,6 @@ deterministic order, and each step draws one ``torch.multinomial`` over the live
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -8,8 +8,12 @@ with ``tokenizers``, and a supervised warm start on the built-in arithmetic task
   prints its accuracy and localization accuracy.
 
 The warm start mixes solution chains (``prompt -> t1;t2;...;[a]``) and localization examples
-(``localization_prompt`` of a chain with one injected error -> ``[k]``), so SRPO's
-self-localization starts above chance and RL has room (target 30-70% greedy accuracy).
+(``localization_prompt`` of a chain with one injected error -> a per-step check ending in ``[k]``,
+see :func:`localization_target`). Measured (seed 0, 850 steps, ~4 min on one thread): 52% greedy
+accuracy on 3-5 one-digit terms; localization of injected errors 39% vs 26% chance; on the model's
+OWN failed chains it is below chance (19% vs 24%): it re-derives its own arithmetic mistakes.
+Longer training (1000 steps) gave 86% accuracy and 66% injected localization, outside the
+30-70% accuracy target that leaves RL room.
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ TINY_ARCH = dict(hidden_size=96, intermediate_size=256, num_hidden_layers=3, num
                  num_key_value_heads=4, max_position_embeddings=512)
 """Architecture of the tiny default (about 0.3M parameters with the character vocabulary)."""
 
-TRAIN = dict(steps=1200, batch_size=64, lr=3e-3, warmup=50, loc_frac=0.5, weight_decay=0.01)
+TRAIN = dict(steps=850, batch_size=64, lr=3e-3, warmup=50, loc_frac=0.5, weight_decay=0.01)
 """Supervised warm start: AdamW, linear warm-up then cosine decay; ``loc_frac`` of each batch are
 localization examples."""
 
@@ -115,15 +119,23 @@ def _pairs(task: ArithTask, rng: random.Random, n: int, kind: str, seed: int) ->
 
 def localization_target(chain: list[str], step: int, fmt=TINY_FORMAT) -> str:
     """Reply the tiny default learns for a localization prompt over ``chain`` whose first wrong step is
-    ``step``: each step up to it is restated with its number and checked (``y`` / ``n``), then the
-    boxed index, e.g. ``"1:3+5=8y2:8-2=7n[2]"`` (an answer step is restated without its markers).
-    Restating a step puts everything its check needs next to the mark, which a tiny model can learn
-    (a direct arg-min over the prompt stayed at chance); the parser reads the last boxed integer, so
-    the reply follows the localization contract."""
-    parts = []
+    ``step``: for each step up to it, ``i:<left side>=<its true value>|<the value written>`` and a mark
+    (``y`` equal, ``n`` not), then the boxed index, e.g. ``"1:3+5=8|8y2:8-2=6|7n[2]"``; an answer step
+    is ``i:<running value>|<answer written>``. Every check is then between two adjacent numbers that a
+    tiny model can produce (it computes the true value as when solving, then copies the written one);
+    a direct arg-min over the prompt, or restating the written step, stayed at or below chance.
+    The parser reads the last boxed integer, so the reply follows the localization contract."""
+    parts, v = [], None
     for i, t in enumerate(chain[:step], 1):
         ans = fmt.extract_answer(t)
-        parts.append(f"{i}:{t if ans is None else ans}{'n' if i == step else 'y'}")
+        if ans is None:
+            left, written = t.split("=")
+            true = eval(left)  # noqa: S307  (our own "a+b" / "a-b" / "a*b" text)
+            parts.append(f"{i}:{left}={true}|{written}")
+            v = int(written)
+        else:
+            parts.append(f"{i}:{v}|{ans}")
+        parts[-1] += "n" if i == step else "y"
     return "".join(parts) + fmt.box(str(step))
 
 
@@ -199,7 +211,7 @@ def evaluate_tiny(pol: Policy, *, n: int = 300, seed: int = 1234, task_kw: dict 
     replies = pol.complete(prompts, greedy=True, max_new_tokens=64)
     hits = [parse_localization(r, len(p.meta["ops"]) + 1, pol.fmt).index == s
             for r, p, s in zip(replies, probs, steps)]
-    own, own_hit = 0, 0  # the model's own wrong chains that have a checker-found first error
+    own, own_hit, own_chance = 0, 0, float("nan")  # the model's own wrong chains that have a checker-found first error
     fail = [(p, o[0]) for p, o in zip(probs, outs) if task.reward(p, o[0].text) == 0 and o[0].thoughts]
     fail = [(p, s, task.first_error(p, s.thoughts)) for p, s in fail]
     fail = [f for f in fail if f[2] is not None]
@@ -207,14 +219,16 @@ def evaluate_tiny(pol: Policy, *, n: int = 300, seed: int = 1234, task_kw: dict 
         rep = pol.complete([localization_prompt(task, p, s.thoughts) for p, s, _ in fail], greedy=True,
                            max_new_tokens=64)
         own = len(fail)
+        own_chance = sum(1 / len(s.thoughts) for _, s, _ in fail) / own
         own_hit = sum(parse_localization(r, len(s.thoughts), pol.fmt).index == e for r, (p, s, e) in zip(rep, fail))
     return {"accuracy": acc, "loc_accuracy_injected": sum(hits) / n, "loc_chance_injected": chance / n,
-            "loc_accuracy_own_failures": own_hit / own if own else float("nan"), "n_own_failures": own, "n": n}
+            "loc_accuracy_own_failures": own_hit / own if own else float("nan"), "loc_chance_own_failures": own_chance,
+            "n_own_failures": own, "n": n}
 
 
 def recipe(seed: int = 0) -> dict:
     """Everything the tiny default depends on; a cached build with another recipe is rebuilt."""
-    return {"seed": seed, "arch": TINY_ARCH, "task": TINY_TASK, "train": TRAIN, "version": 3}
+    return {"seed": seed, "arch": TINY_ARCH, "task": TINY_TASK, "train": TRAIN, "version": 4}
 
 
 def ensure_tiny(*, seed: int = 0, force: bool = False, verbose: bool = False) -> Path:
@@ -258,6 +272,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=None, help="(experiments) train this many steps, do not cache")
     ap.add_argument("--terms", type=int, nargs=2, default=None, help="(experiments, with --steps) min max terms")
     ap.add_argument("--loc_frac", type=float, default=None, help="(experiments, with --steps)")
+    ap.add_argument("--save", default=None, help="(experiments, with --steps) save the model here")
     a = ap.parse_args(argv)
     t0 = time.time()
     if a.steps is not None:
@@ -265,6 +280,8 @@ def main(argv=None):
         tk = {} if a.terms is None else {"min_terms": a.terms[0], "max_terms": a.terms[1]}
         trk = {} if a.loc_frac is None else {"loc_frac": a.loc_frac}
         pol = train_tiny(seed=a.seed, steps=a.steps, verbose=True, task_kw=tk, train_kw=trk)
+        if a.save:
+            pol.save_pretrained(a.save)
     else:
         path = ensure_tiny(seed=a.seed, force=a.force, verbose=True)
         print(f"tiny default at {path}")

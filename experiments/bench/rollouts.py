@@ -102,14 +102,20 @@ def ours(seed):
         sum(task.reward(p, s.text) for p, grp in zip(probs, out) for s in grp)
 
 
+# Stop generate at the answer close too: as an extra EOS id when it is one token (cheapest), else stop_strings.
+close_ids = pol.encode(fmt.answer_close)
+stop_kw = ({"eos_token_id": sorted(pol.eos_ids) + close_ids} if len(close_ids) == 1 else
+           {"stop_strings": [fmt.answer_close], "tokenizer": tok})
+
+
 def hf(seed):
     torch.manual_seed(seed)
     with torch.inference_mode():
         out = pol.model.generate(**enc, do_sample=True, temperature=1.0, top_p=0.95, top_k=0,
                                  num_return_sequences=args.n, max_new_tokens=args.max_new_tokens,
-                                 stop_strings=[fmt.answer_close], tokenizer=tok, pad_token_id=pol.pad_id)
+                                 pad_token_id=pol.pad_id, **stop_kw)
     gen = out[:, enc["input_ids"].shape[1]:]
-    n_tok = int((gen != pol.pad_id).sum())
+    n_tok = int((gen != pol.pad_id).sum())  # finished rows are padded
     texts = tok.batch_decode(gen, skip_special_tokens=True)
     acc = sum(task.reward(probs[i // args.n], t) for i, t in enumerate(texts))
     return out, n_tok, acc
