@@ -72,9 +72,9 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default=None, help="run/cache directory (default runs/reproduce/<profile>)")
     args = ap.parse_args(argv)
     profile = args.profile or "quick"
-    if profile == "gpu":
-        print((ROOT / "configs" / "gpu.md").read_text() if (ROOT / "configs" / "gpu.md").exists()
-              else "see README, section 'GPU runs'")
+    if profile == "gpu":  # the GPU profile is a launch recipe, not a CPU job: print it
+        text = (ROOT / "configs" / "gpu.yaml").read_text()
+        print("\n".join(line[2:] for line in text.splitlines() if line.startswith("#")))
         return 0
     runs = Path(args.runs) if args.runs else ROOT / "runs" / "reproduce" / profile
     figs = Path(args.figs) if args.figs else (runs / "figs" if profile == "smoke" else ROOT / "paper_figs")
