@@ -94,13 +94,32 @@ def test_build_tiny_meets_targets(tmp_path, monkeypatch):
     from llm.policy import Policy
     from llm.tiny import ensure_tiny, evaluate_tiny
 
+    from safetensors.torch import load_file
+
+    from llm.tiny import SHIPPED
+
     monkeypatch.setenv("CREDIT_RESETS_CACHE", str(tmp_path))
-    d = ensure_tiny()
-    assert (d / "config.json").is_file() and ensure_tiny() == d  # cached
-    pol = Policy.from_pretrained(TINY)
+    d = ensure_tiny(force=True)  # a real build into the empty cache, not the shipped copy
+    assert d.parent == tmp_path and (d / "config.json").is_file() and ensure_tiny() == d  # cached
+    # the committed weights are exactly what the build script makes (deterministic from the seed)
+    built, shipped = load_file(d / "model.safetensors"), load_file(SHIPPED / "model.safetensors")
+    assert built.keys() == shipped.keys() and all(torch.equal(built[k], shipped[k]) for k in built)
+    pol = Policy.from_pretrained(str(d))
     assert pol.fmt == TINY_FORMAT and 3e5 <= sum(p.numel() for p in pol.model.parameters()) <= 5e6
     r = evaluate_tiny(pol, n=300)
     assert 0.30 <= r["accuracy"] <= 0.70, r
     # measured (seed 0): accuracy 0.52, injected-error localization 0.39 vs chance 0.26
     assert r["loc_accuracy_injected"] >= r["loc_chance_injected"] + 0.08, r
     assert r["n_own_failures"] > 0 and not math.isnan(r["loc_chance_own_failures"])
+
+
+def test_shipped_tiny_default_is_used_without_a_build(tmp_path, monkeypatch):
+    """A fresh machine (empty cache) gets the committed weights at once, with the current recipe."""
+    import json
+
+    from llm.tiny import SHIPPED, ensure_tiny, recipe
+
+    monkeypatch.setenv("CREDIT_RESETS_CACHE", str(tmp_path))
+    assert ensure_tiny() == SHIPPED
+    assert json.loads((SHIPPED / "credit_resets.json").read_text())["recipe"] == json.loads(json.dumps(recipe(0)))
+    assert resolve_model(TINY) == str(SHIPPED)
