@@ -41,9 +41,9 @@ PROFILES = {
     "smoke": dict(steps=2, prompts_per_step=2, eval_size=8, eval_every=1, seeds=[0],
                   extra=["--rollout.max_thoughts", "4", "--rollout.max_thought_tokens", "8",
                          "--train_size", "64"]),
-    "quick": dict(steps=40, prompts_per_step=8, eval_size=128, eval_every=10, seeds=[0, 1, 2],
+    "quick": dict(steps=100, prompts_per_step=16, eval_size=200, eval_every=20, seeds=[0, 1, 2],
                   extra=[]),
-    "full": dict(steps=150, prompts_per_step=16, eval_size=256, eval_every=15,
+    "full": dict(steps=300, prompts_per_step=32, eval_size=500, eval_every=25,
                  seeds=[0, 1, 2, 3, 4], extra=[]),
 }
 
