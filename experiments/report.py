@@ -190,42 +190,68 @@ def claims(b, pg, rc, lc, ics):
                        f"{len(lc['config']['seeds'])} seeds). The paper's benchmarks and model sizes are not "
                        "testable on two CPU cores.")
             sg, ss = g["samples_to_target"], s_["samples_to_target"]
+            base = lc["summary"]["start_accuracy"]
+            improved = [k.upper() for k, v in m.items() if v["final_mean"] - v["final_ci95"] > base]
+            out.append(f"  Held-out accuracy at step 0 was {fmt(base)}; methods whose final 95% CI lies above it: "
+                       f"{', '.join(improved) if improved else 'none'}.")
             if sg and ss:
-                txt = f"GRPO {sg:.0f} vs SRPO {ss:.0f} samples to the target (ratio {sg / ss:.2f}x)"
+                txt = f"reproduced ({sg / ss:.2f}x)" if sg / ss >= 1.5 else f"not reproduced ({sg / ss:.2f}x)"
+                out.append(f"* **SRPO reaches matching pass rates 2-3x faster than GRPO** - {txt}: GRPO {sg:.0f} vs "
+                           f"SRPO {ss:.0f} training samples to the target.")
             else:
-                txt = (f"GRPO {'not reached' if not sg else f'{sg:.0f}'}, SRPO "
-                       f"{'not reached' if not ss else f'{ss:.0f}'} samples to the target")
-            out.append(f"* **SRPO reaches matching pass rates 2-3x faster than GRPO** - measured: {txt}.")
+                out.append("* **SRPO reaches matching pass rates 2-3x faster than GRPO** - not testable in this run: "
+                           f"the target ({fmt(lc['summary']['target_accuracy'])}) was reached by GRPO: "
+                           f"{'yes' if sg else 'no'}, SRPO: {'yes' if ss else 'no'}.")
         if "srpo" in m and "rrpo" in m and m["srpo"].get("reset_rel_mean") is not None:
-            out.append(f"* **SRPO's resets cluster early** - mean relative reset position (k/n) SRPO "
-                       f"{fmt(m['srpo']['reset_rel_mean'], 2)} vs RRPO (uniform) "
+            early = m["srpo"]["reset_rel_mean"] < (m["rrpo"].get("reset_rel_mean") or 0.0)
+            out.append(f"* **SRPO's resets cluster early** - {'reproduced' if early else 'not reproduced'}: mean "
+                       f"relative reset position (k/n) SRPO {fmt(m['srpo']['reset_rel_mean'], 2)} vs RRPO (uniform) "
                        f"{fmt(m['rrpo'].get('reset_rel_mean'), 2)}"
                        + (f"; SRPO's reset hits the first wrong thought exactly in {pct(m['srpo']['loc_exact'])} "
                           f"of failed parents (within one step {pct(m['srpo']['loc_within1'])}; a uniform guess "
                           f"{pct(m['srpo'].get('loc_chance'))}, RRPO measured {pct(m['rrpo'].get('loc_exact'))})"
                           if m["srpo"].get("loc_exact") is not None else "")
-                       + ". See `llm_resets.png`.")
+                       + ". See `llm_resets.png`, `llm_localization.png`.")
     # 4. Thought-ICS
     if ics is not None:
         S = ics["summaries"]
         l2 = S.get("thought L2")
         if l2:
-            out.append(f"* **With an oracle saying 'wrong' (L2), Thought-ICS corrects 20-40% of wrong answers** - "
-                       f"measured lift {pct(l2['lift'])} (ICS-A {pct(l2['lift_a'])}) on the tiny default "
-                       f"({ics['n']} problems, L = {ics['max_iters']}).")
-            if l2.get("correct_from_clean") is not None:
+            lift = l2["lift"] or 0.0
+            v = "reproduced" if 0.2 <= lift <= 0.4 else ("exceeded" if lift > 0.4 else "not reproduced")
+            out.append(f"* **With an oracle saying 'wrong' (L2), Thought-ICS corrects 20-40% of wrong answers** - {v}: "
+                       f"lift {pct(l2['lift'])} (ICS-A {pct(l2['lift_a'])}) on the tiny default "
+                       f"({ics['n']} problems, L = {ics['max_iters']}); with the task's step checker as localizer "
+                       f"{pct((S.get('thought-oracle L2') or {}).get('lift'))}.")
+            cc, cd = l2.get("correct_from_clean"), l2.get("correct_from_dirty")
+            if cc is not None and cd is not None:
+                v = "reproduced" if cc > cd else "not reproduced"
                 out.append(f"* **Resampling from a clean prefix corrects more often than from an erroneous one "
-                           f"(28.7% vs 16.3%; 2-4x)** - measured {pct(l2['correct_from_clean'])} vs "
-                           f"{pct(l2['correct_from_dirty'])} (thought L2).")
+                           f"(28.7% vs 16.3%; 2-4x)** - {v}: {pct(cc)} vs {pct(cd)} of resamples end right (thought L2).")
+            base = {k: S[k]["lift"] for k in ("token L2", "scratch L2", "refine L2") if k in S}
+            if base:
+                beaten = [k for k, x in base.items() if (x or 0.0) >= lift]
+                out.append("* **Thought-ICS beats Token-ICS, resampling and Self-Refine on the same budget (paper: "
+                           "autonomously, mainly at >= 14B)** - " + ("reproduced" if not beaten else
+                           f"not reproduced at this scale: {', '.join(beaten)} did as well or better") + ": lifts " +
+                           ", ".join(f"{k} {pct(x)}" for k, x in base.items()) + f" vs thought L2 {pct(lift)}.")
         l3 = S.get("thought L3")
         if l3 and l2:
-            out.append(f"* **Self-verification, not localization, is the bottleneck** - lift L2 {pct(l2['lift'])} vs "
-                       f"L3 (autonomous) {pct(l3['lift'])}; net L3 {l3['net']:+d} vs ICS-A {l3['net_a']:+d}.")
+            bad = l3["fallbacks"]["verdict_unparseable"] > 0.5 * max(l3["verdict_calls"], 1)
+            v = ("not testable with this model (most verdicts unparseable)" if bad else
+                 "consistent" if (l3["lift"] or 0) < (l2["lift"] or 0) else "not seen")
+            out.append(f"* **Self-verification, not localization, is the bottleneck** - "
+                       f"{v}: lift L2 (verifier = "
+                       f"the task) {pct(l2['lift'])} vs L3 (the model verifies itself) {pct(l3['lift'])}; "
+                       f"{l3['fallbacks']['verdict_unparseable']} of {l3['verdict_calls']} L3 verdicts were unparseable "
+                       "(counted as 'needs correction': the tiny model was not trained to verify).")
         if l2:
             e2, e3 = l2.get("exit2_disagreement") or {}, l2.get("exit3_max_iters") or {}
-            out.append(f"* **Exits (2)/(3) lose accuracy and ICS-A fixes it** - thought L2: net {l2['net']:+d} "
-                       f"vs ICS-A {l2['net_a']:+d}; exit (2) share {pct(e2.get('share'))} net {e2.get('net')}, "
-                       f"exit (3) share {pct(e3.get('share'))} net {e3.get('net')}.")
+            v = "reproduced" if l2["net_a"] > l2["net"] else "not reproduced at this scale"
+            out.append(f"* **Exits (2)/(3) lose accuracy; ICS-A (revert to the first answer there) helps** - {v}: "
+                       f"thought L2 net {l2['net']:+d} vs ICS-A {l2['net_a']:+d}; exit (2) share "
+                       f"{pct(e2.get('share'))} (net {e2.get('net')}), exit (3) share {pct(e3.get('share'))} "
+                       f"(net {e3.get('net')}).")
     out += ["* **Full-scale results (OLMo-3-7B, Qwen2.5-14B, 10 benchmarks; LiveCodeBench)** - not testable here: "
             "no GPU and no model downloads; `configs/` holds the paper's settings for a GPU run.", ""]
     return out
