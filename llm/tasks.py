@@ -307,9 +307,9 @@ class FileTask(Task):
                     except json.JSONDecodeError as e:
                         raise ValueError(f"task file {path}: line {ln} is not JSON ({e})") from None
         elif path.suffix == ".parquet":
-            import pandas as pd
+            import pyarrow.parquet as pq
 
-            rows = pd.read_parquet(path).to_dict("records")
+            rows = pq.read_table(path).to_pylist()
         else:
             raise ValueError(f"task file: expected a .jsonl or .parquet path, got {str(path)!r}")
         if not rows:

@@ -116,9 +116,10 @@ def test_jsonl_and_parquet_files(tmp_path):
     assert t.reward(p, rf"so \boxed{{{2 * i}}}") == 1.0
     assert t.reward(p, rf"so \boxed{{{2 * i}.0}}") == 1.0
     assert t.reward(p, rf"so \boxed{{{2 * i + 1}}}") == 0.0
-    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as papq
     pq = tmp_path / "math.parquet"
-    pd.DataFrame({"question": ["half of one?"] * 3, "answer": [r"it is \boxed{\frac{1}{2}}"] * 3}).to_parquet(pq)
+    papq.write_table(pa.table({"question": ["half of one?"] * 3, "answer": [r"it is \boxed{\frac{1}{2}}"] * 3}), pq)
     t2 = get_task(str(pq))
     assert t2.problems[0].answer == r"\frac{1}{2}"
     assert t2.reward(t2.problems[0], r"\boxed{0.5}") == 1.0
