@@ -319,6 +319,9 @@ class Policy:
         live = list(range(B))                               # original row of each live batch row
         ctx_left = [(self.max_len or 10 ** 12) - len(prompts[o]) - len(prefixes[o]) for o in owner]
         dl = len(fmt.delimiter)
+        # no padding anywhere (one prompt, or equal lengths): a one-token step attends to the whole cache,
+        # so the mask can be left out, which skips building a 4-D mask in every step
+        no_pad = bool(mask.all())
         while live:
             tok = self._sample_next(logits, temperature, top_p, greedy, generator).tolist()  # (B_live,)
             keep = []
@@ -356,8 +359,8 @@ class Policy:
                 live = [live[j] for j in keep]
             mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)  # (B_live, L + t)
             step_ids = torch.tensor(tok, device=self.device).unsqueeze(1)    # (B_live, 1)
-            out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=pos.unsqueeze(1),
-                             use_cache=True, **{self._cache_kw: cache})
+            out = self.model(input_ids=step_ids, attention_mask=None if no_pad else mask,
+                             position_ids=pos.unsqueeze(1), use_cache=True, **{self._cache_kw: cache})
             logits, pos = out.logits[:, -1, :], pos + 1
         samples = [self._make_sample(prompts[owner[r]], prefixes[owner[r]], gen[r], finish[r] or "budget", mode)
                    for r in range(B)]
