@@ -118,21 +118,11 @@ def dag_optimal(order, indptr, indices, data, R, gamma, terminal, A, V, act):
     S = V.shape[0]
     for i in range(S - 1, -1, -1):
         s = order[i]
-        act[s] = 0
         if terminal[s]:
             V[s] = 0.0
-            continue
-        best = -np.inf
-        for a in range(A):
-            row = s * A + a
-            acc = 0.0
-            for k in range(indptr[row], indptr[row + 1]):
-                acc += data[k] * V[indices[k]]
-            q = R[s, a] + gamma * acc
-            if q > best:
-                best = q
-                act[s] = a
-        V[s] = best
+            act[s] = 0
+        else:  # successors come later in the order: V holds their final values already
+            _max_state(indptr, indices, data, R, gamma, V, V, act, s)
 
 
 @nb.njit(cache=True)

@@ -175,13 +175,9 @@ class Policy:
         (``max_new_tokens``, default ``max_thoughts * max_thought_tokens``; also a thought longer than
         ``max_thought_tokens`` or the context end), or at EOS. Budget stops are cut back to the last
         complete thought."""
-        if isinstance(prompts, str):
-            raise TypeError("prompts: expected a list of str, got a str; wrap it in a list")
-        if not prompts:
+        rows = self._encode_prompts(prompts)
+        if not rows:
             return []
-        rows = [self.encode_prompt(p) for p in prompts]
-        for p in rows:
-            self._check_len(len(p), "prompt")
         return self._run(rows, [[] for _ in rows], n, mode="chain", temperature=temperature,
                          top_p=top_p, max_thoughts=max_thoughts, max_thought_tokens=max_thought_tokens,
                          max_new_tokens=max_new_tokens, greedy=greedy, generator=generator)
@@ -219,17 +215,22 @@ class Policy:
                  generator=None) -> list[str]:
         """Free-form completions (localization / verification calls): stop at EOS, at the first complete
         answer marker, or after ``max_new_tokens``; thought delimiters do not stop them."""
-        if isinstance(prompts, str):
-            raise TypeError("prompts: expected a list of str, got a str; wrap it in a list")
-        if not prompts:
+        rows = self._encode_prompts(prompts)
+        if not rows:
             return []
-        rows = [self.encode_prompt(p) for p in prompts]
-        for p in rows:
-            self._check_len(len(p), "prompt")
         out = self._run(rows, [[] for _ in rows], 1, mode="free", temperature=temperature, top_p=1.0,
                         max_thoughts=1, max_thought_tokens=max_new_tokens, max_new_tokens=max_new_tokens,
                         greedy=greedy, generator=generator)
         return [s[0].text for s in out]
+
+    def _encode_prompts(self, prompts) -> list[list[int]]:
+        """Token ids of each prompt, checked against the context length."""
+        if isinstance(prompts, str):
+            raise TypeError("prompts: expected a list of str, got a str; wrap it in a list")
+        rows = [self.encode_prompt(p) for p in prompts]
+        for p in rows:
+            self._check_len(len(p), "prompt")
+        return rows
 
     # ------------------------------------------------------------ decode loop
     def _sample_next(self, logits, temperature, top_p, greedy, generator):

@@ -52,26 +52,7 @@ def evaluate(mdp, pi, start=None, rtol: float = 1e-13):
     return V, m / m.sum(), H
 
 
-@nb.njit(cache=True)
-def sweep_serial(indptr, indices, data, R, gamma, V, V_out, act_out):
-    """``cpi._kernels.bellman_sweep`` without ``prange``: one thread, no fork/join barrier
-    (on a contended machine a parallel region waits for its slowest, possibly preempted,
-    thread)."""
-    S, A = R.shape
-    for s in range(S):
-        best = -np.inf
-        besta = 0
-        for a in range(A):
-            row = s * A + a
-            acc = 0.0
-            for k in range(indptr[row], indptr[row + 1]):
-                acc += data[k] * V[indices[k]]
-            q = R[s, a] + gamma * acc
-            if q > best:
-                best = q
-                besta = a
-        V_out[s] = best
-        act_out[s] = besta
+from cpi._kernels import bellman_sweep_serial as sweep_serial  # noqa: E402  (the serial prototype, now in cpi)
 
 
 def sweep(mdp, V):
