@@ -37,7 +37,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from . import bounds as B
-from .exact import evaluate, greedy, optimal
+from .exact import evaluate, greedy, optimal, q_from_v as cpi_q_from_v
 from .mdp import TabularMDP
 from .resets import NoImprovableState, RESETS, improvable_states, make_reset, reach_probability
 from .sampling import rollout_returns
@@ -204,15 +204,6 @@ def advantage_bound(mdp: TabularMDP) -> float:
 
 
 # ----------------------------------------------------------------------------- CPI
-def _q_from_v(mdp, V):
-    """``Q = R + gamma P V`` (S, A) by one scipy CSR mat-vec.
-
-    Used instead of :func:`cpi.q_from_v`, whose ``parallel=True`` numba kernel took ~20 ms per
-    call on a 121-state tree on the shared 2-core machine (scipy: ~4 us); reported to the lead.
-    """
-    return mdp.R + mdp.gamma * (mdp.P @ V).reshape(mdp.S, mdp.A)
-
-
 def _step_size(cfg, mdp, consts, adv_hat, delta_pi, delta_A, L):
     if cfg.step == "fixed":
         return float(cfg.alpha)
@@ -286,7 +277,7 @@ def cpi(mdp: TabularMDP, config: CPIConfig | None = None, pi0=None, **overrides)
         if cfg.max_samples is not None and samples >= cfg.max_samples:
             stop = "max_samples"
             break
-        Q = _q_from_v(mdp, ev.V)
+        Q = cpi_q_from_v(mdp, ev.V)
         adv = Q - ev.V[:, None]  # (S, A)
         try:
             if cfg.estimator == "exact":

@@ -36,7 +36,7 @@ from typing import Literal
 
 import numpy as np
 
-from .exact import evaluate, greedy, optimal
+from .exact import evaluate, greedy, optimal, q_from_v
 from .mdp import TabularMDP
 
 Method = Literal["projected", "softmax", "npg", "soft_pi", "pi"]
@@ -106,16 +106,9 @@ def project_simplex(Y) -> np.ndarray:
     return np.maximum(Y - tau[:, None], 0.0)
 
 
-def _q(mdp: TabularMDP, V: np.ndarray) -> np.ndarray:
-    """``Q = R + gamma P V`` (S, A) by one sparse mat-vec. Same formula as ``cpi.q_from_v``,
-    whose ``parallel=True`` kernel costs ~10 ms per call on a loaded 2-core machine even for
-    S = 6 (thread-pool start-up); optimisers call it once per iteration."""
-    return mdp.R + mdp.gamma * (mdp.P @ V).reshape(mdp.S, mdp.A)
-
-
 def _eval(mdp, pi, mu):
     ev = evaluate(mdp, pi, mu)
-    return ev.V, _q(mdp, ev.V), ev.d
+    return ev.V, q_from_v(mdp, ev.V), ev.d
 
 
 def direct_gradient(mdp: TabularMDP, pi, mu=None) -> np.ndarray:
