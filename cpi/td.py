@@ -27,7 +27,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from . import _pg_kernels as K
-from .exact import greedy, occupancy, policy_matrix, value
+from .exact import greedy, occupancy, policy_matrix, q_from_v, value
 from .mdp import TabularMDP
 
 
@@ -347,7 +347,7 @@ def one_step_improvement(mdp: TabularMDP, pi_b, Q_hat, rho=None) -> Improvement:
         raise ValueError(f"Q_hat must have shape (S, A) = ({mdp.S}, {mdp.A}); got {Q_hat.shape}")
     rho = mdp.initial if rho is None else mdp.check_distribution(rho, "rho")
     Vb = value(mdp, pi_b)
-    Qb = mdp.R + mdp.gamma * (mdp.P @ Vb).reshape(mdp.S, mdp.A)  # see cpi.pg._q
+    Qb = q_from_v(mdp, Vb)
     pi_new = greedy(Q_hat)
     Vn = value(mdp, pi_new)
     Vpi = value(mdp, greedy(Qb))

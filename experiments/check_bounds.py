@@ -129,7 +129,7 @@ class Table:
 def check_mdp(mdp, pi, pi2, alphas, table, where, rng):
     D = mdp.initial
     ev = cpi.evaluate(mdp, pi)
-    adv = cpi.algorithms._q_from_v(mdp, ev.V) - ev.V[:, None]  # (S, A)
+    adv = cpi.q_from_v(mdp, ev.V) - ev.V[:, None]  # (S, A)
     adv_s = B.state_advantage(pi2, adv)
     Adv, eps = float(ev.d @ adv_s), B.kl_eps(adv_s)
     dpi, dA = B.policy_distance(pi, pi2), B.advantage_span(adv_s)
@@ -201,7 +201,7 @@ def main(argv=None):
         mdp = random_case(k, rng)
         pi = random_policy(mdp, rng)
         if rng.random() < 0.5:  # CPI's pi2: greedy w.r.t. Q_pi
-            pi2 = cpi.greedy(cpi.algorithms._q_from_v(mdp, cpi.value(mdp, pi)))
+            pi2 = cpi.greedy(cpi.q_from_v(mdp, cpi.value(mdp, pi)))
         else:  # the bounds hold for any pi2
             pi2 = random_policy(mdp, rng)
         check_mdp(mdp, pi, pi2, alphas, table, f"case {k} ({mdp.name}, gamma={mdp.gamma})", rng)
