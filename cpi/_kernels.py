@@ -148,10 +148,11 @@ def dag_visits(order, indptr, indices, data, pi, gamma, terminal, A, m):
                 m[indices[k]] += w * data[k]
 
 
-PARALLEL_MIN_NNZ = 4_000_000
+PARALLEL_MIN_NNZ = 500_000
 """Below this many non-zeros the serial kernel is used: a parallel region costs 0.1-20 ms of thread
-wake-up on a loaded 2-core machine, more than it saves (measured: serial 1.8 ms vs parallel 13.7 ms
-on a 1.6M-non-zero garnet sweep under load; experiments/bench/cpi_kernels.py)."""
+wake-up on a loaded 2-core machine, more than it saves on small MDPs. Measured on the idle 2-core
+machine, garnet S=20,000 (1.6M non-zeros): serial 1.68 ms (26% of copy bandwidth), parallel 0.88 ms
+(49%); experiments/bench/cpi_kernels.py."""
 
 
 @nb.njit(cache=True, inline="always")
