@@ -301,6 +301,26 @@ def captions(figs: Path, command: str, b, pg, rc, lc, ics) -> list[str]:
     return cap + [""]
 
 
+def figure_json(figs: Path, command: str) -> list[str]:
+    """``<stem>.json`` beside every ``<stem>.png`` that has only a CSV: the same rows as JSON, with the
+    figure's name and the command that made it (a JSON a script wrote itself is left alone)."""
+    import csv
+
+    written = []
+    for png in sorted(figs.glob("*.png")):
+        src, dst = png.with_suffix(".csv"), png.with_suffix(".json")
+        if not src.exists():
+            continue
+        if dst.exists() and json.loads(dst.read_text()).get("mirror_of") != src.name:
+            continue
+        with open(src, newline="") as f:
+            rows = list(csv.DictReader(f))
+        dst.write_text(json.dumps({"figure": png.name, "mirror_of": src.name, "command": command,
+                                   "rows": rows}, indent=1))
+        written.append(dst.name)
+    return written
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--figs", default=str(ROOT / "paper_figs"))
@@ -318,6 +338,7 @@ def main(argv=None) -> int:
     report += llm_section(lc) + ics_section(ics) + resets_section(rc) + bounds_section(b, pg)
     (figs / "REPORT.md").write_text("\n".join(report))
     (figs / "README.md").write_text("\n".join(captions(figs, args.command, b, pg, rc, lc, ics)))
+    figure_json(figs, args.command)
     print(f"wrote {figs / 'REPORT.md'} and {figs / 'README.md'}")
     return 0
 
