@@ -104,11 +104,7 @@ def dag_value(order, indptr, indices, data, R, pi, gamma, terminal, A, V):
             p = pi[s, a]
             if p == 0.0:
                 continue
-            row = s * A + a
-            acc = 0.0
-            for k in range(indptr[row], indptr[row + 1]):
-                acc += data[k] * V[indices[k]]
-            v += p * (R[s, a] + gamma * acc)
+            v += p * (R[s, a] + gamma * _row_dot(indptr, indices, data, s * A + a, V))
         V[s] = v
 
 

@@ -233,6 +233,25 @@ def copy_case(mb: int):
 
 
 # ============================================================================ child (capped)
+def sweep_cases(mdp, v, ddp, copy_mb, nbytes, mdpt_obj=None) -> dict:
+    """One VI sweep by cpi, the prototypes and each peer (pymdptoolbox only where it holds the MDP)."""
+    Tv = np.empty(mdp.S)
+    sigma = np.empty(mdp.S, dtype=int)
+    copy_f, nbytes["copy"] = copy_case(copy_mb)
+    cases = {
+        "cpi.bellman_sweep": lambda: cpi.bellman_sweep(mdp, v)[0],
+        SWEEP10: sweeps(mdp, v, 10),
+        PROTO_SWEEP: lambda: proto_eval.sweep(mdp, v)[0],
+        PROTO_BLOCKED: lambda: proto_eval.sweep_blocked(mdp, v)[0],
+        "scipy CSR mat-vec + max": lambda: scipy_sweep(mdp, v)[0],
+        "quantecon bellman_operator": lambda: ddp.bellman_operator(v, Tv=Tv, sigma=sigma).copy(),
+    }
+    if mdpt_obj is not None:
+        cases["pymdptoolbox _bellmanOperator"] = lambda: mdpt_obj._bellmanOperator(v)[1]
+    cases[f"numpy copy {copy_mb} MB (read+write)"] = copy_f
+    return cases
+
+
 def child(op: str, S: int) -> None:
     """Run one capped peer measurement: set up, print READY, time ``op`` once, print JSON."""
     mdp = make_garnet(S)
@@ -334,20 +353,7 @@ def bench_garnet(S: int, sz: Sizes, capped: bool, log) -> list[dict]:
 
     # --- one VI sweep
     v = V_ref.copy()
-    Tv = np.empty(S)
-    sigma = np.empty(S, dtype=int)
-    copy_f, copy_bytes = copy_case(sz.copy_mb)
-    nbytes["copy"] = copy_bytes
-    cases = {
-        "cpi.bellman_sweep": lambda: cpi.bellman_sweep(mdp, v)[0],
-        SWEEP10: sweeps(mdp, v, 10),
-        PROTO_SWEEP: lambda: proto_eval.sweep(mdp, v)[0],
-        PROTO_BLOCKED: lambda: proto_eval.sweep_blocked(mdp, v)[0],
-        "scipy CSR mat-vec + max": lambda: scipy_sweep(mdp, v)[0],
-        "quantecon bellman_operator": lambda: ddp.bellman_operator(v, Tv=Tv, sigma=sigma).copy(),
-        "pymdptoolbox _bellmanOperator": lambda: obj._bellmanOperator(v)[1],
-        f"numpy copy {sz.copy_mb} MB (read+write)": copy_f,
-    }
+    cases = sweep_cases(mdp, v, ddp, sz.copy_mb, nbytes, mdpt_obj=obj)
     times, res = interleaved(cases, max(sz.reps, 9))
     rows += group_rows(name, "VI sweep", times, res, "cpi.bellman_sweep",
                        res["cpi.bellman_sweep"], nbytes, per_call={SWEEP10: 10},
@@ -355,7 +361,7 @@ def bench_garnet(S: int, sz: Sizes, capped: bool, log) -> list[dict]:
                               SWEEP10: "value iteration: 10 sweeps back to back, time / 10",
                               PROTO_SWEEP: "NOT cpi: experiments/bench/proto_eval.py",
                               PROTO_BLOCKED: "NOT cpi: experiments/bench/proto_eval.py"})
-    del copy_f
+    del cases  # frees the copy buffers held by the closures
     log(f"[{name}] sweep done")
 
     # --- set-up (construction from the CSR arrays, with validation)
@@ -422,19 +428,7 @@ def bench_tree(sz: Sizes, log) -> list[dict]:
 
     ddp = qe_ddp(mdp)
     v = ev_ref.V.copy()
-    Tv = np.empty(mdp.S)
-    sigma = np.empty(mdp.S, dtype=int)
-    copy_f, copy_bytes = copy_case(sz.copy_mb)
-    nbytes["copy"] = copy_bytes
-    cases = {
-        "cpi.bellman_sweep": lambda: cpi.bellman_sweep(mdp, v)[0],
-        SWEEP10: sweeps(mdp, v, 10),
-        PROTO_SWEEP: lambda: proto_eval.sweep(mdp, v)[0],
-        PROTO_BLOCKED: lambda: proto_eval.sweep_blocked(mdp, v)[0],
-        "scipy CSR mat-vec + max": lambda: scipy_sweep(mdp, v)[0],
-        "quantecon bellman_operator": lambda: ddp.bellman_operator(v, Tv=Tv, sigma=sigma).copy(),
-        f"numpy copy {sz.copy_mb} MB (read+write)": copy_f,
-    }
+    cases = sweep_cases(mdp, v, ddp, sz.copy_mb, nbytes)
     times, res = interleaved(cases, max(sz.reps, 9))
     rows += group_rows(name, "VI sweep", times, res, "cpi.bellman_sweep",
                        res["cpi.bellman_sweep"], nbytes, per_call={SWEEP10: 10},
