@@ -127,6 +127,10 @@ def summarise(args, runs: dict) -> dict:
         reach = next((r["samples"] for r in rows if r["acc_mean"] >= target), None)
         finals = [r["curve"][-1][3] for r in rs if r["curve"]]
         fm, fci = t_interval(finals) if finals else (float("nan"), 0.0)
+        # paired per seed: a seed fixes the held-out set and the prompt order, so differences within a
+        # seed remove the eval-set noise that dominates the unpaired intervals
+        gains = [r["curve"][-1][3] - r["curve"][0][3] for r in rs if r["curve"]]
+        gm, gci = t_interval(gains) if gains else (float("nan"), 0.0)
         hist: dict[str, int] = {}
         rel = []
         loc_ex, loc_w1, loc_ch, loc_n = 0.0, 0.0, 0.0, 0
@@ -144,12 +148,19 @@ def summarise(args, runs: dict) -> dict:
                     loc_ch += (t.get("loc_chance") or 0.0) * n
                     loc_n += n
             train_reward.append([t["reward_mean"] for t in r["train"]])
-        out[m] = dict(curve=rows, final_mean=fm, final_ci95=fci, finals=finals,
+        out[m] = dict(curve=rows, final_mean=fm, final_ci95=fci, finals=finals, gains=gains, gain_mean=gm,
+                      gain_ci95=gci,
                       samples_to_target=reach, reset_hist=hist,
                       reset_rel_mean=float(np.mean(rel)) if rel else None,
                       loc_exact=loc_ex / loc_n if loc_n else None,
                       loc_within1=loc_w1 / loc_n if loc_n else None,
                       loc_chance=loc_ch / loc_n if loc_n else None, loc_n=loc_n)
+    for m, v in out.items():  # paired final-accuracy differences to each other method, seed by seed
+        v["paired_diff"] = {}
+        for o, w in out.items():
+            if o != m and len(v["finals"]) == len(w["finals"]) > 0:
+                dm, dci = t_interval(np.subtract(v["finals"], w["finals"]))
+                v["paired_diff"][o] = {"mean": dm, "ci95": dci}
     return {"start_accuracy": base, "target_accuracy": target, "methods": out}
 
 

@@ -103,14 +103,19 @@ def llm_section(lc):
               f"prompts x 8 rollouts, seeds {cfg['seeds']}; held-out greedy pass@1 on {cfg['eval_size']} "
               f"problems. Step-0 accuracy {fmt(s['start_accuracy'])}; target = step 0 + "
               f"{cfg['target_gain']:.2f} = {fmt(s['target_accuracy'])}.", "",
-              "| method | final pass@1 (mean ± 95% CI) | samples to target | mean relative reset position | "
-              "reset at the first wrong thought: exact / ±1 (uniform guess) |", "|---|---|---:|---:|---|"]
+              "| method | final pass@1 (mean ± 95% CI) | gain over step 0, paired by seed | vs GRPO, paired | "
+              "samples to target | mean relative reset position | "
+              "reset at the first wrong thought: exact / ±1 (uniform guess) |", "|---|---|---|---|---:|---:|---|"]
     for m, v in s["methods"].items():
         reach = "not reached" if v["samples_to_target"] is None else f"{v['samples_to_target']:.0f}"
         loc = (f"{pct(v['loc_exact'])} / {pct(v['loc_within1'])} ({pct(v.get('loc_chance'))}; n={v['loc_n']})"
                if v.get("loc_exact") is not None else "")
         rel = fmt(v.get("reset_rel_mean"), 2) if v.get("reset_rel_mean") is not None else ""
-        lines.append(f"| {m.upper()} | {fmt(v['final_mean'])} ± {fmt(v['final_ci95'])} | {reach} | {rel} | {loc} |")
+        gain = f"{v['gain_mean']:+.3f} ± {v['gain_ci95']:.3f}" if "gain_mean" in v else ""
+        vs = v.get("paired_diff", {}).get("grpo")
+        vs = f"{vs['mean']:+.3f} ± {vs['ci95']:.3f}" if vs else ""
+        lines.append(f"| {m.upper()} | {fmt(v['final_mean'])} ± {fmt(v['final_ci95'])} | {gain} | {vs} | {reach} | "
+                     f"{rel} | {loc} |")
     lines.append("")
     return lines
 
@@ -177,8 +182,17 @@ def claims(b, pg, rc, lc, ics):
         m = lc["summary"]["methods"]
         if {"grpo", "srpo"} <= set(m):
             g, s_ = m["grpo"], m["srpo"]
-            sep = (s_["final_mean"] - s_["final_ci95"]) > (g["final_mean"] + g["final_ci95"])
-            worse = (s_["final_mean"] + s_["final_ci95"]) < (g["final_mean"] - g["final_ci95"])
+            pd = s_.get("paired_diff", {})
+            if "grpo" in pd:  # paired by seed (same held-out set and prompt order); else unpaired intervals
+                ds = [pd[o] for o in ("grpo", "rrpo") if o in pd]
+                sep = all(d["mean"] - d["ci95"] > 0 for d in ds)
+                worse = any(d["mean"] + d["ci95"] < 0 for d in ds)
+                how = "; paired by seed, SRPO - " + ", SRPO - ".join(
+                    f"{o.upper()} {pd[o]['mean']:+.3f} ± {pd[o]['ci95']:.3f}" for o in ("grpo", "rrpo") if o in pd)
+            else:
+                sep = (s_["final_mean"] - s_["final_ci95"]) > (g["final_mean"] + g["final_ci95"])
+                worse = (s_["final_mean"] + s_["final_ci95"]) < (g["final_mean"] - g["final_ci95"])
+                how = ""
             verdict = ("reproduced at this scale" if sep else
                        "contradicted at this scale" if worse else "not distinguishable at this scale")
             out.append(f"* **SRPO beats GRPO and RRPO in final accuracy (paper: +3.5 to +4.3 points on 10 benchmarks, "
@@ -187,13 +201,19 @@ def claims(b, pg, rc, lc, ics):
                        f"{fmt(m.get('rrpo', {}).get('final_ci95'))}, SRPO {fmt(s_['final_mean'])} ± "
                        f"{fmt(s_['final_ci95'])}, oracle {fmt(m.get('oracle', {}).get('final_mean'))} ± "
                        f"{fmt(m.get('oracle', {}).get('final_ci95'))} (95% CIs over "
-                       f"{len(lc['config']['seeds'])} seeds). The paper's benchmarks and model sizes are not "
+                       f"{len(lc['config']['seeds'])} seeds{how}). The paper's benchmarks and model sizes are not "
                        "testable on two CPU cores.")
             sg, ss = g["samples_to_target"], s_["samples_to_target"]
             base = lc["summary"]["start_accuracy"]
-            improved = [k.upper() for k, v in m.items() if v["final_mean"] - v["final_ci95"] > base]
-            out.append(f"  Held-out accuracy at step 0 was {fmt(base)}; methods whose final 95% CI lies above it: "
-                       f"{', '.join(improved) if improved else 'none'}.")
+            if all("gain_mean" in v for v in m.values()):
+                improved = [f"{k.upper()} ({v['gain_mean']:+.3f} ± {v['gain_ci95']:.3f})" for k, v in m.items()
+                            if v["gain_mean"] - v["gain_ci95"] > 0]
+                out.append(f"  Held-out accuracy at step 0 was {fmt(base)}; methods whose gain over step 0 (paired "
+                           f"by seed, 95% CI) lies above 0: {', '.join(improved) if improved else 'none'}.")
+            else:
+                improved = [k.upper() for k, v in m.items() if v["final_mean"] - v["final_ci95"] > base]
+                out.append(f"  Held-out accuracy at step 0 was {fmt(base)}; methods whose final 95% CI lies above "
+                           f"it: {', '.join(improved) if improved else 'none'}.")
             if sg and ss:
                 txt = f"reproduced ({sg / ss:.2f}x)" if sg / ss >= 1.5 else f"not reproduced ({sg / ss:.2f}x)"
                 out.append(f"* **SRPO reaches matching pass rates 2-3x faster than GRPO** - {txt}: GRPO {sg:.0f} vs "
