@@ -118,7 +118,7 @@ def dag_optimal(order, indptr, indices, data, R, gamma, terminal, A, V, act):
             V[s] = 0.0
             act[s] = 0
         else:  # successors come later in the order: V holds their final values already
-            _max_state(indptr, indices, data, R, gamma, V, V, act, s)
+            _max_state(indptr, indices, data, R, gamma, V, V, act, s, False)
 
 
 @nb.njit(cache=True)
@@ -160,19 +160,28 @@ def _row_dot(indptr, indices, data, row, V):
 
 
 @nb.njit(cache=True, inline="always")
-def _q_state(indptr, indices, data, R, gamma, V, Q, s):
-    A = R.shape[1]
-    for a in range(A):
-        Q[s, a] = R[s, a] + gamma * _row_dot(indptr, indices, data, s * A + a, V)
+def _pv(indptr, indices, data, row, V, one):
+    """``sum_j P[row, j] V[j]``; ``one``: every row of P has exactly one non-zero (deterministic
+    transitions: trees, locks), so the entry sits at ``row`` and ``indptr`` is not read."""
+    if one:
+        return data[row] * V[indices[row]]
+    return _row_dot(indptr, indices, data, row, V)
 
 
 @nb.njit(cache=True, inline="always")
-def _max_state(indptr, indices, data, R, gamma, V, V_out, act_out, s):
+def _q_state(indptr, indices, data, R, gamma, V, Q, s, one):
+    A = R.shape[1]
+    for a in range(A):
+        Q[s, a] = R[s, a] + gamma * _pv(indptr, indices, data, s * A + a, V, one)
+
+
+@nb.njit(cache=True, inline="always")
+def _max_state(indptr, indices, data, R, gamma, V, V_out, act_out, s, one):
     A = R.shape[1]
     best = -np.inf
     besta = 0
     for a in range(A):
-        q = R[s, a] + gamma * _row_dot(indptr, indices, data, s * A + a, V)
+        q = R[s, a] + gamma * _pv(indptr, indices, data, s * A + a, V, one)
         if q > best:
             best = q
             besta = a
@@ -181,31 +190,32 @@ def _max_state(indptr, indices, data, R, gamma, V, V_out, act_out, s):
 
 
 @nb.njit(cache=True)
-def q_from_v_serial(indptr, indices, data, R, gamma, V, Q):
-    """``Q[s, a] = R[s, a] + gamma * sum_j P[s*A+a, j] V[j]``."""
+def q_from_v_serial(indptr, indices, data, R, gamma, V, Q, one=False):
+    """``Q[s, a] = R[s, a] + gamma * sum_j P[s*A+a, j] V[j]``; ``one``: see :func:`_pv`."""
     for s in range(R.shape[0]):
-        _q_state(indptr, indices, data, R, gamma, V, Q, s)
+        _q_state(indptr, indices, data, R, gamma, V, Q, s, one)
 
 
 @nb.njit(cache=True, parallel=True)
-def q_from_v_parallel(indptr, indices, data, R, gamma, V, Q):
+def q_from_v_parallel(indptr, indices, data, R, gamma, V, Q, one=False):
     """:func:`q_from_v_serial`, parallel over states."""
     for s in nb.prange(R.shape[0]):
-        _q_state(indptr, indices, data, R, gamma, V, Q, s)
+        _q_state(indptr, indices, data, R, gamma, V, Q, s, one)
 
 
 @nb.njit(cache=True)
-def bellman_sweep_serial(indptr, indices, data, R, gamma, V, V_out, act_out):
-    """One value-iteration sweep: ``V_out(s) = max_a R + gamma P V``, argmax in ``act_out``."""
+def bellman_sweep_serial(indptr, indices, data, R, gamma, V, V_out, act_out, one=False):
+    """One value-iteration sweep: ``V_out(s) = max_a R + gamma P V``, argmax in ``act_out``;
+    ``one``: see :func:`_pv`."""
     for s in range(R.shape[0]):
-        _max_state(indptr, indices, data, R, gamma, V, V_out, act_out, s)
+        _max_state(indptr, indices, data, R, gamma, V, V_out, act_out, s, one)
 
 
 @nb.njit(cache=True, parallel=True)
-def bellman_sweep_parallel(indptr, indices, data, R, gamma, V, V_out, act_out):
+def bellman_sweep_parallel(indptr, indices, data, R, gamma, V, V_out, act_out, one=False):
     """:func:`bellman_sweep_serial`, parallel over states."""
     for s in nb.prange(R.shape[0]):
-        _max_state(indptr, indices, data, R, gamma, V, V_out, act_out, s)
+        _max_state(indptr, indices, data, R, gamma, V, V_out, act_out, s, one)
 
 
 # ---------------------------------------------------------------------------------------

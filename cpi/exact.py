@@ -106,7 +106,7 @@ def q_from_v(mdp: TabularMDP, V: np.ndarray) -> np.ndarray:
         raise ValueError(f"V must have shape ({mdp.S},); got {V.shape}")
     Q = np.empty((mdp.S, mdp.A))
     kern = K.q_from_v_parallel if mdp.P.nnz >= K.PARALLEL_MIN_NNZ else K.q_from_v_serial
-    kern(mdp.P.indptr, mdp.P.indices, mdp.P.data, mdp.R, mdp.gamma, V, Q)
+    kern(mdp.P.indptr, mdp.P.indices, mdp.P.data, mdp.R, mdp.gamma, V, Q, mdp.one_per_row)
     return Q
 
 
@@ -213,7 +213,7 @@ def bellman_sweep(mdp: TabularMDP, V, V_out=None, act_out=None):
     V_out = np.empty(mdp.S) if V_out is None else V_out
     act_out = np.empty(mdp.S, np.int64) if act_out is None else act_out
     kern = K.bellman_sweep_parallel if mdp.P.nnz >= K.PARALLEL_MIN_NNZ else K.bellman_sweep_serial
-    kern(mdp.P.indptr, mdp.P.indices, mdp.P.data, mdp.R, mdp.gamma, V, V_out, act_out)
+    kern(mdp.P.indptr, mdp.P.indices, mdp.P.data, mdp.R, mdp.gamma, V, V_out, act_out, mdp.one_per_row)
     return V_out, act_out
 
 

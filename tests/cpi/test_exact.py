@@ -98,6 +98,29 @@ def test_bellman_sweep_matches_dense():
     np.testing.assert_array_equal(act, Q.argmax(1))
 
 
+@pytest.mark.parametrize("make", [lambda: cpi.thought_tree(4, 3, 0.3, seed=1),
+                                  lambda: cpi.combination_lock(6, 3, seed=2),
+                                  lambda: cpi.garnet(30, 4, 1, 0.9, seed=5)])
+def test_one_nonzero_per_row_path_equals_the_general_kernels(make):
+    """Deterministic-transition MDPs take the indptr-free path: same bits as the general CSR
+    kernels and the dense reference."""
+    from cpi import _kernels as K
+    mdp = make()
+    assert mdp.one_per_row
+    V = np.random.default_rng(0).random(mdp.S)
+    P = mdp.P
+    v_gen, a_gen = np.empty(mdp.S), np.empty(mdp.S, np.int64)
+    K.bellman_sweep_serial(P.indptr, P.indices, P.data, mdp.R, mdp.gamma, V, v_gen, a_gen, False)
+    Vn, act = cpi.bellman_sweep(mdp, V)
+    np.testing.assert_array_equal(Vn, v_gen)
+    np.testing.assert_array_equal(act, a_gen)
+    q_gen = np.empty((mdp.S, mdp.A))
+    K.q_from_v_serial(P.indptr, P.indices, P.data, mdp.R, mdp.gamma, V, q_gen, False)
+    np.testing.assert_array_equal(cpi.q_from_v(mdp, V), q_gen)
+    np.testing.assert_allclose(cpi.q_from_v(mdp, V), mdp.R + mdp.gamma * (mdp.P_dense() @ V), atol=1e-13)
+    assert not cpi.garnet(30, 4, 2, 0.9, seed=5).one_per_row
+
+
 def test_hand_computed_two_state_chain():
     # s0 -a0-> s1 (r=1), s1 self-loop r=0.5; gamma 0.5: V(s1) = 0.5/(1-0.5) = 1, V(s0) = 1 + 0.5*1
     P = np.zeros((2, 1, 2))
