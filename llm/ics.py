@@ -84,8 +84,9 @@ class ICSConfig:
     """Per-thought token cap, passed to the policy."""
     max_new_tokens: int | None = None
     """Total token budget per chain (None: the policy's default)."""
-    judge_max_new_tokens: int = 64
-    """Token budget of a verdict / localization / feedback completion."""
+    judge_max_new_tokens: int = 96
+    """Token budget of a verdict / localization / feedback completion (the tiny default's localization
+    replies run up to 88 tokens)."""
     batch_size: int = 16
     """Prompts per batched generate / complete call."""
     seed: int = 0

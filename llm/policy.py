@@ -355,10 +355,13 @@ class Policy:
             if len(keep) < len(live):
                 idx = torch.tensor(keep, device=self.device)
                 cache.batch_select_indices(idx)
-                mask, pos = mask[idx], pos[idx]
+                pos = pos[idx]
+                if not no_pad:
+                    mask = mask[idx]
                 tok = [tok[j] for j in keep]
                 live = [live[j] for j in keep]
-            mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)  # (B_live, L + t)
+            if not no_pad:
+                mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)  # (B_live, L + t)
             step_ids = torch.tensor(tok, device=self.device).unsqueeze(1)    # (B_live, 1)
             out = self.model(input_ids=step_ids, attention_mask=None if no_pad else mask,
                              position_ids=pos.unsqueeze(1), use_cache=True, **{self._cache_kw: cache})

@@ -108,7 +108,7 @@ def test_build_tiny_meets_targets(tmp_path, monkeypatch):
     assert pol.fmt == TINY_FORMAT and 3e5 <= sum(p.numel() for p in pol.model.parameters()) <= 5e6
     r = evaluate_tiny(pol, n=300)
     assert 0.30 <= r["accuracy"] <= 0.70, r
-    # measured (seed 0): accuracy 0.66, injected-error localization 0.42 vs chance 0.24
+    # measured (seed 0): accuracy 0.66, injected-error localization 0.44 vs chance 0.24
     assert r["loc_accuracy_injected"] >= r["loc_chance_injected"] + 0.08, r
     assert r["n_own_failures"] > 0 and not math.isnan(r["loc_chance_own_failures"])
 
