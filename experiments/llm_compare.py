@@ -122,8 +122,11 @@ def summarise(args, runs: dict) -> dict:
             smp = [c[1] for r in rs for c in r["curve"] if c[0] == st]
             tok = [c[2] for r in rs for c in r["curve"] if c[0] == st]
             mean, ci = t_interval(acc)
+            # paired by seed: the change since step 0 on the seed's own held-out set
+            gain = [c[3] - r["curve"][0][3] for r in rs for c in r["curve"] if c[0] == st]
+            gmean, gci = t_interval(gain)
             rows.append(dict(method=m, step=st, samples=float(np.mean(smp)), tokens=float(np.mean(tok)),
-                             acc_mean=mean, acc_ci95=ci, n_seeds=len(acc)))
+                             acc_mean=mean, acc_ci95=ci, gain_mean=gmean, gain_ci95=gci, n_seeds=len(acc)))
         reach = next((r["samples"] for r in rows if r["acc_mean"] >= target), None)
         finals = [r["curve"][-1][3] for r in rs if r["curve"]]
         fm, fci = t_interval(finals) if finals else (float("nan"), 0.0)
@@ -170,21 +173,30 @@ def plot(summary: dict, runs: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
     for m, s in summary["methods"].items():
         c = s["curve"]
         if not c:
             continue
-        acc = np.array([r["acc_mean"] for r in c])
-        ci = np.array([r["acc_ci95"] for r in c])
-        for ax, key in zip(axes, ("samples", "tokens")):
+        lab = f"{m.upper()} (n={c[-1]['n_seeds']})"
+        for ax, key, mean, half in ((axes[0], "samples", "acc_mean", "acc_ci95"),
+                                    (axes[1], "tokens", "acc_mean", "acc_ci95"),
+                                    (axes[2], "samples", "gain_mean", "gain_ci95")):
             x = np.array([r[key] for r in c])
-            ax.plot(x, acc, "-o", ms=3, color=COLORS.get(m), label=f"{m.upper()} (n={c[-1]['n_seeds']})")
-            ax.fill_between(x, acc - ci, acc + ci, color=COLORS.get(m), alpha=0.15)
+            y, ci = np.array([r[mean] for r in c]), np.array([r[half] for r in c])
+            ax.plot(x, y, "-o", ms=3, color=COLORS.get(m), label=lab)
+            ax.fill_between(x, y - ci, y + ci, color=COLORS.get(m), alpha=0.15)
     axes[0].set_xlabel("training samples (trained rollouts, cumulative)")
     axes[1].set_xlabel("tokens generated (incl. extra tries, parents, localization)")
-    for ax in axes:
+    axes[2].set_xlabel("training samples (trained rollouts, cumulative)")
+    axes[0].set_title("held-out accuracy (unpaired band)", fontsize=10)
+    axes[1].set_title("same, against tokens generated", fontsize=10)
+    axes[2].set_title("gain over step 0, paired by seed (same held-out set)", fontsize=10)
+    axes[2].axhline(0.0, color="k", lw=0.8, ls=":")
+    for ax in axes[:2]:
         ax.set_ylabel("held-out greedy pass@1")
+    axes[2].set_ylabel("pass@1 minus the seed's step-0 pass@1")
+    for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("Equal-budget comparison on the tiny default (mean, 95% t-interval over seeds)")
@@ -233,7 +245,8 @@ def plot(summary: dict, runs: dict, out: Path) -> None:
 
 def write_tables(summary: dict, runs: dict, out: Path) -> None:
     with open(out / "llm_accuracy.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["method", "step", "samples", "tokens", "acc_mean", "acc_ci95", "n_seeds"])
+        w = csv.DictWriter(f, fieldnames=["method", "step", "samples", "tokens", "acc_mean", "acc_ci95", "gain_mean",
+                                          "gain_ci95", "n_seeds"])
         w.writeheader()
         for s in summary["methods"].values():
             w.writerows(s["curve"])
