@@ -261,7 +261,7 @@ class TrainConfig:
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """auto: bfloat16 on GPU, float32 on CPU"""
     fsdp: bool = False
-    """shard the model with FSDP (GPU, multi-process only); otherwise DDP"""
+    """shard the model with FSDP2 (multi-process; meant for GPUs, also runs on CPU/gloo); otherwise DDP"""
     num_threads: int = 0
     """torch CPU threads per process (0: leave torch's default)"""
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -458,6 +458,4 @@ def validate_startup(cfg: TrainConfig, world_size: int = 1):
     if cfg.method == "oracle" and not getattr(task, "has_step_checker", False):
         raise ValueError(f"method 'oracle' needs a task with a step checker (first_error); task {cfg.task!r} has "
                          f"none. Use --method rrpo or srpo, or the built-in 'arith' task")
-    if cfg.fsdp and cfg.device == "cpu":
-        raise ValueError("fsdp=true needs GPUs (device cuda); on CPU runs use DDP (the default)")
     return task

@@ -1,8 +1,8 @@
 """Thin layer over ``torch.distributed`` for ``torchrun`` launches (no home-made cluster code).
 
-* CPU: gloo backend, the model wrapped in DDP.
+* CPU: gloo backend, the model wrapped in DDP (or FSDP2, for tests of that path).
 * GPU: NCCL backend, one GPU per process (``LOCAL_RANK``), DDP or FSDP2 (``fully_shard`` on every
-  decoder layer and the root).
+  decoder layer and the root; generation runs inside :func:`full_params`).
 * Single process (no ``WORLD_SIZE`` or ``WORLD_SIZE=1``): nothing is initialised and every helper is
   the identity, so the same trainer code runs everywhere.
 
@@ -12,6 +12,7 @@ gathered as lists and reduced on every rank; only rank 0 writes files.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,16 +109,15 @@ def gather_lists(d: dict[str, list], info: DistInfo) -> dict[str, list]:
 
 
 def wrap_model(model: torch.nn.Module, info: DistInfo, *, fsdp: bool = False) -> torch.nn.Module:
-    """DDP (CPU or GPU) or FSDP2 (GPU) around ``model``; the model itself in one process.
+    """DDP (CPU or GPU) or FSDP2 around ``model``; the model itself in one process.
 
+    FSDP2 is meant for GPUs (NCCL) and also runs on CPU with gloo (that is how it is tested).
     Generation keeps using the unwrapped module: DDP shares its parameters, and FSDP2's
-    ``fully_shard`` modifies the module in place (its forward hooks gather the shards).
+    ``fully_shard`` modifies the module in place; wrap generation in :func:`full_params`.
     """
     if not info.enabled:
         return model
     if fsdp:
-        if info.backend != "nccl":
-            raise ValueError("fsdp needs GPUs (nccl backend); CPU runs use DDP")
         from torch.distributed.fsdp import fully_shard
         layers = getattr(getattr(model, "model", model), "layers", None)
         if layers is None:  # peft wraps: PeftModel.base_model.model.model.layers
@@ -130,3 +130,28 @@ def wrap_model(model: torch.nn.Module, info: DistInfo, *, fsdp: bool = False) ->
     from torch.nn.parallel import DistributedDataParallel as DDP
     ids = [info.local_rank] if info.backend == "nccl" else None
     return DDP(model, device_ids=ids)
+
+
+@contextmanager
+def full_params(model: torch.nn.Module, info: DistInfo, fsdp: bool):
+    """FSDP2: gather every shard once and keep the full parameters until the block ends.
+
+    A sharded forward all-gathers (a collective), so every rank must run the same number of
+    forwards; decode loops do not (each rank's prompts stop at different steps), which would
+    hang. Inside this block forwards are local. No-op without FSDP.
+    """
+    if not (fsdp and info.enabled):
+        yield
+        return
+    from torch.distributed.fsdp import FSDPModule
+    mods = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    for m in mods:
+        m.unshard()
+    for m in mods:
+        m.set_reshard_after_forward(False, recurse=False)
+    try:
+        yield
+    finally:
+        for m in mods:
+            m.set_reshard_after_forward(True, recurse=False)
+            m.reshard()

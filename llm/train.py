@@ -3,7 +3,7 @@
     python -m llm.train --method srpo                       # tiny default model, built-in arith task, CPU
     python -m llm.train --method grpo --model path/to/hf_dir --task rg:chain_sum --steps 200
     python -m llm.train --config configs/paper.yaml --lora.enabled true
-    torchrun --nproc_per_node 2 -m llm.train --method srpo  # DDP (gloo on CPU, NCCL on GPU; --fsdp on GPU)
+    torchrun --nproc_per_node 2 -m llm.train --method srpo  # DDP (gloo on CPU, NCCL on GPU); --fsdp true: FSDP2
     python -m llm.train --resume --out_dir runs/x           # continue a killed run exactly
 
 One step: sample this step's prompts (seeded data order, sharded over ranks) -> build rollouts
@@ -267,12 +267,13 @@ class Trainer:
                           self.info)
         r = self.cfg.rollout
         rewards = []
-        for i in range(0, len(mine), 64):
-            chunk = mine[i:i + 64]
-            out = self.policy.generate([self.task.prompt(p) for p in chunk], n=1, greedy=True,
-                                       max_thoughts=r.max_thoughts, max_thought_tokens=r.max_thought_tokens,
-                                       max_new_tokens=r.max_new_tokens)
-            rewards += [float(self.task.reward(p, row[0].text)) for p, row in zip(chunk, out)]
+        with D.full_params(self.model, self.info, self.cfg.fsdp):
+            for i in range(0, len(mine), 64):
+                chunk = mine[i:i + 64]
+                out = self.policy.generate([self.task.prompt(p) for p in chunk], n=1, greedy=True,
+                                           max_thoughts=r.max_thoughts, max_thought_tokens=r.max_thought_tokens,
+                                           max_new_tokens=r.max_new_tokens)
+                rewards += [float(self.task.reward(p, row[0].text)) for p, row in zip(chunk, out)]
         s = D.all_sum([sum(rewards), len(rewards)], self.info)
         return {"eval_pass@1": s[0] / max(s[1], 1.0), "eval_n": int(s[1]), "eval_time_s": time.perf_counter() - t}
 
@@ -413,8 +414,9 @@ class Trainer:
             mine, off = D.shard(list(zip(probs, pos)), info)
             seed = _mix(cfg.seed, 11, s) if cfg.rollout.sampling_rng == "per_prompt" else _mix(cfg.seed, 11, s, info.rank)
             t = time.perf_counter()
-            rb = build_rollouts(self.policy, self.task, [p for p, _ in mine], cfg.rollout, seed=seed,
-                                prompt_ids=[q for _, q in mine], adv_eps=cfg.loss.adv_eps)
+            with D.full_params(self.model, info, cfg.fsdp):  # FSDP: ranks decode different step counts
+                rb = build_rollouts(self.policy, self.task, [p for p, _ in mine], cfg.rollout, seed=seed,
+                                    prompt_ids=[q for _, q in mine], adv_eps=cfg.loss.adv_eps)
             t_gen = time.perf_counter() - t
             t = time.perf_counter()
             upd = self.update(rb)
