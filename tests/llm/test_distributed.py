@@ -84,14 +84,7 @@ def test_two_gloo_processes_with_fsdp_match_one_process(tmp_path):
     from llm.train import train
     single = train(micro_cfg(model_dir, str(tmp_path / "one"), "srpo", "--sampling_rng", "per_prompt"),
                    task=even_task())
-    ctx = mp.spawn(_worker, args=(2, _free_port(), model_dir, str(tmp_path / "two"), "srpo", ("--fsdp", "true")),
-                   nprocs=2, join=False)
-    deadline = time.monotonic() + 300
-    while not ctx.join(timeout=5):  # a rank stuck in a collective would otherwise hang the suite
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.terminate()
-            pytest.fail("2-process FSDP run did not finish in 300 s (a rank waiting in a collective?)")
+    _spawn_fsdp(model_dir, tmp_path / "two")
     one = strip_times(json.loads(json.dumps(single)))
     two = strip_times(_read(tmp_path / "two" / "metrics.jsonl"))
     assert len(one) == len(two)
@@ -102,6 +95,21 @@ def test_two_gloo_processes_with_fsdp_match_one_process(tmp_path):
     assert a["model"].keys() == b["model"].keys()
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-4, atol=1e-5)
+    # stopped after step 2 and resumed from the FSDP checkpoint (full state dicts): same as uninterrupted
+    _spawn_fsdp(model_dir, tmp_path / "three", "--steps", "2")
+    _spawn_fsdp(model_dir, tmp_path / "three", "--steps", "4", "--resume")
+    assert strip_times(_read(tmp_path / "three" / "metrics.jsonl")) == two
+
+
+def _spawn_fsdp(model_dir: str, out, *extra: str, limit_s: float = 300):
+    ctx = mp.spawn(_worker, args=(2, _free_port(), model_dir, str(out), "srpo", ("--fsdp", "true", *extra)),
+                   nprocs=2, join=False)
+    deadline = time.monotonic() + limit_s
+    while not ctx.join(timeout=5):  # a rank stuck in a collective would otherwise hang the suite
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.terminate()
+            pytest.fail(f"2-process FSDP run did not finish in {limit_s:.0f} s (a rank waiting in a collective?)")
 
 
 def test_shard_and_single_process_helpers():
