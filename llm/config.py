@@ -235,7 +235,11 @@ class TrainConfig:
     prompts_per_step: int = 16
     """prompts per step over all ranks (paper 32); each gives rollout.rollouts_per_prompt samples"""
     micro_batch_size: int = 64
-    """sequences per forward/backward pass (gradient accumulation inside a step; exact)"""
+    """most sequences per forward/backward pass (gradient accumulation inside a step; exact)"""
+    micro_batch_tokens: int = 2048
+    """most padded tokens (sequences x the longest) per forward/backward pass; the step's samples are
+    sorted by length before they are cut into micro-batches, so little compute goes to padding
+    (0: no token cap; a longer sequence gets a pass of its own)"""
     train_size: int = 4096
     """training problems drawn once (seeded) from the task's train split, reshuffled each epoch"""
     eval_every: int = 25
@@ -280,7 +284,7 @@ class TrainConfig:
             self.rollout = dataclasses.replace(self.rollout, method=self.method)
         for n in ("steps", "prompts_per_step", "micro_batch_size", "train_size", "eval_size", "keep_checkpoints"):
             _positive(n, getattr(self, n))
-        for n in ("eval_every", "save_every", "num_threads"):
+        for n in ("eval_every", "save_every", "num_threads", "micro_batch_tokens"):
             _positive(n, getattr(self, n), allow_zero=True)
         _choice("device", self.device, ("auto", "cpu", "cuda"))
         _choice("dtype", self.dtype, ("auto", "float32", "bfloat16"))

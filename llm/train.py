@@ -110,6 +110,42 @@ def step_problems(train: list, step: int, n: int, seed: int) -> tuple[list, list
     return out, pos
 
 
+def micro_batches(lengths: list[int], max_seqs: int, max_tokens: int = 0) -> list[list[int]]:
+    """Sample indices of each forward/backward pass: the samples sorted by length (longest first, ties
+    by index), cut so that a pass holds at most ``max_seqs`` sequences and, if ``max_tokens > 0``, at
+    most ``max_tokens`` padded tokens (sequences x the longest); a longer sequence gets a pass alone.
+    Every index appears exactly once. Gradient accumulation over passes is exact, so this only changes
+    how much compute goes to padding (and float summation order)."""
+    if max_seqs < 1 or max_tokens < 0:
+        raise ValueError(f"micro_batches: need max_seqs >= 1 and max_tokens >= 0, got {max_seqs}, {max_tokens}")
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    out: list[list[int]] = []
+    for i in order:
+        cur = out[-1] if out else None
+        if cur is None or len(cur) >= max_seqs or (max_tokens and (len(cur) + 1) * lengths[cur[0]] > max_tokens):
+            out.append([i])
+        else:
+            cur.append(i)
+    return out
+
+
+def split_to(chunks: list[list[int]], lengths: list[int], k: int) -> list[list[int]]:
+    """``chunks`` with the one of most padded tokens halved until there are ``k`` (ranks must run the
+    same number of passes under FSDP, where every forward is a collective); once every chunk is a
+    single sequence, empty chunks (a zero-weight pass) make up the rest."""
+    out = [list(c) for c in chunks]
+    if not out:
+        return [[] for _ in range(k)]
+    while len(out) < k:
+        j = max(range(len(out)), key=lambda q: (len(out[q]) * max((lengths[i] for i in out[q]), default=0), -q))
+        if len(out[j]) < 2:
+            out += [[] for _ in range(k - len(out))]
+            break
+        h = len(out[j]) // 2
+        out[j:j + 1] = [out[j][:h], out[j][h:]]
+    return out
+
+
 @contextlib.contextmanager
 def _no_sync(model, active: bool):
     """Skip the gradient all-reduce on all but the last micro-batch (DDP ``no_sync`` / FSDP2 flag)."""
@@ -286,9 +322,14 @@ class Trainer:
         """Loss, backward over micro-batches, clip, AdamW step. Returns local sums for the metrics."""
         cfg, L, info = self.cfg, self.cfg.loss, self.info
         n = len(rb)
-        mb = cfg.micro_batch_size
-        chunks = [list(range(i, min(i + mb, n))) for i in range(0, n, mb)]
-        batches = [rb.collate(self.policy, c) for c in chunks]
+        lengths = [len(s.prompt_ids) + len(s.response_ids) for s in rb.samples]
+        chunks = micro_batches(lengths, cfg.micro_batch_size, cfg.micro_batch_tokens)
+        if info.enabled:  # equal pass counts on every rank (FSDP: each forward is a collective)
+            chunks = split_to(chunks, lengths, int(D.all_max(len(chunks), info)))
+        batches = [rb.collate(self.policy, c or [0]) for c in chunks]
+        for c, b in zip(chunks, batches):
+            if not c:  # zero-weight pass: runs the collectives, adds nothing
+                b["response_mask"].zero_()
         masks = [b["response_mask"][:, 1:] for b in batches]                     # (b, T-1) each
         n_tok = [int(m.sum().item()) for m in masks]
         n_seq_tok = sum(int((m.sum(1) > 0).sum().item()) for m in masks)

@@ -7,6 +7,8 @@ import re
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llm import checkpoint as C
 from llm import train as T
@@ -140,6 +142,48 @@ def test_ppo_inner_epochs_with_kl(model_dir, tmp_path):
     train = [r for r in recs if r["kind"] == "train"]
     assert train[0]["kl"] == pytest.approx(0.0, abs=1e-7)    # policy == reference at step 1
     assert train[1]["kl"] > 0 and math.isfinite(train[1]["loss"])
+
+
+@given(st.lists(st.integers(1, 90), min_size=0, max_size=60), st.integers(1, 20), st.sampled_from([0, 1, 64, 300]))
+@settings(max_examples=80, deadline=None)
+def test_micro_batches_partition_sorted_and_capped(lengths, max_seqs, max_tokens):
+    chunks = T.micro_batches(lengths, max_seqs, max_tokens)
+    flat = [i for c in chunks for i in c]
+    assert sorted(flat) == list(range(len(lengths)))                       # every sample exactly once
+    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)      # longest first
+    for c in chunks:
+        assert 1 <= len(c) <= max_seqs
+        if max_tokens and len(c) > 1:
+            assert len(c) * max(lengths[i] for i in c) <= max_tokens
+    k = len(chunks) + 3
+    eq = T.split_to(chunks, lengths, k)
+    assert len(eq) == k and sorted(i for c in eq for i in c) == list(range(len(lengths)))
+
+
+def test_micro_batches_hand_case():
+    # lengths 50, 10, 40, 10 -> order 0, 2, 1, 3; 90 tokens: [0] (2 x 50 > 90), [2, 1] (2 x 40; 3 x 40 > 90), [3]
+    assert T.micro_batches([50, 10, 40, 10], 8, 90) == [[0], [2, 1], [3]]
+    assert T.micro_batches([50, 10, 40, 10], 2, 0) == [[0, 2], [1, 3]]
+    assert T.split_to([[0], [2, 1], [3]], [50, 10, 40, 10], 4) == [[0], [2], [1], [3]]
+    assert T.split_to([[0]], [5], 3) == [[0], [], []]
+
+
+def test_length_grouped_passes_give_the_same_gradient(model_dir, tmp_path):
+    """One pass over the whole batch vs token-capped, length-sorted passes: equal gradients."""
+    grads = []
+    for extra in (["--micro_batch_size", "1000", "--micro_batch_tokens", "0"],
+                  ["--micro_batch_size", "5", "--micro_batch_tokens", "120"]):
+        tr = T.Trainer(micro_cfg(model_dir, str(tmp_path / str(len(grads))), "srpo", *extra), task=even_task())
+        probs, pos = T.step_problems(tr.train_set, 1, 4, 0)
+        rb = T.build_rollouts(tr.policy, tr.task, probs, tr.cfg.rollout, seed=3, prompt_ids=pos)
+        got = {}
+        tr.opt.step = lambda: got.update({n: p.grad.clone() for n, p in tr.policy.model.named_parameters()})
+        tr.update(rb)
+        grads.append(got)
+        lengths = [len(s.prompt_ids) + len(s.response_ids) for s in rb.samples]
+    assert len(T.micro_batches(lengths, 5, 120)) > 2
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, rtol=1e-4, atol=1e-7, msg=name)
 
 
 def test_scheduler_shapes():
