@@ -338,8 +338,8 @@ def run_ics(policy, task, problems: Sequence, cfg: ICSConfig | None = None, *,
             progress: bool = False, generator=None) -> list[ProblemResult]:
     """Run the configured correction loop on every problem; batched across problems.
 
-    ``policy`` needs ``generate``, ``continue_from``, ``complete`` and ``decode`` (llm.policy.Policy
-    or a test double); ``task`` needs ``prompt``, ``reward``, ``fmt`` and, for the oracle localizer
+    ``policy`` needs ``generate``, ``continue_many`` (else ``continue_from`` per reset), ``complete`` and
+    ``decode`` (llm.policy.Policy or a test double); ``task`` needs ``prompt``, ``reward``, ``fmt`` and, for the oracle localizer
     and the localization metrics, ``first_error``.
     """
     cfg = cfg or ICSConfig()
@@ -405,11 +405,16 @@ def _resample(policy, task, items, cfg, gen) -> None:
             s.add(task, x)
             r.resample_correct = s.res.attempts[-1].correct
         return
-    for s, r, cut in items:
-        prompt = (B.context_prompt(task, s.problem, s.sample.thoughts, r.loc_index)
-                  if cfg.context else s.prompt)
-        x = policy.continue_from(prompt, list(s.sample.response_ids[:cut]), 1,
-                                 **_chain_kw(cfg, gen, t))[0]
+    prompts = [B.context_prompt(task, s.problem, s.sample.thoughts, r.loc_index) if cfg.context else s.prompt
+               for s, r, _ in items]
+    prefixes = [list(s.sample.response_ids[:cut]) for s, _, cut in items]
+    kw = _chain_kw(cfg, gen, t)
+    if hasattr(policy, "continue_many"):  # one decode loop per batch_size resets
+        new = [g[0] for c in _chunks(list(range(len(items))), cfg.batch_size)
+               for g in policy.continue_many([prompts[i] for i in c], [prefixes[i] for i in c], 1, **kw)]
+    else:
+        new = [policy.continue_from(p, q, 1, **kw)[0] for p, q in zip(prompts, prefixes)]
+    for (s, r, _), x in zip(items, new):
         s.add(task, x, reset_at=r.loc_index)
         r.resample_correct = s.res.attempts[-1].correct
 

@@ -4,7 +4,8 @@
   the KV cache (temperature, top-p, per-thought token cap, max thoughts, stop at the answer);
   each prompt is prefilled once and its cache fanned out to its ``n`` samples.
 * :meth:`Policy.continue_from`: prefill prompt + a given prefix once, fan the cache out to ``k``
-  continuations (``DynamicCache.batch_repeat_interleave``), never re-encoding the prefix ``k`` times.
+  continuations (``DynamicCache.batch_repeat_interleave``), never re-encoding the prefix ``k`` times;
+  :meth:`Policy.continue_many` does the same for many (prompt, prefix) pairs in one decode loop.
 * :meth:`Policy.logprobs` / :meth:`Policy.collate`: ``log pi(y_t | y_<t)`` of given tokens, with grad,
   and right-padded batches with a mask on the trainable response suffix.
 
@@ -198,6 +199,25 @@ class Policy:
         if share_prefix:
             return self._run([p], [prefix_ids], k, mode="chain", **self._chain_kw(kw))[0]
         return [g[0] for g in self._run([p] * k, [prefix_ids] * k, 1, mode="chain", **self._chain_kw(kw))]
+
+    def continue_many(self, prompts: list[str], prefixes: list[list[int]], k: int = 1, **kw) -> list[list[Sample]]:
+        """``k`` continuations of each ``(prompts[i], prefixes[i])`` in ONE batched decode loop:
+        result[i][j] is continuation j of pair i. Each prompt + prefix is prefilled once and its cache
+        fanned out to its ``k`` rows (as :meth:`continue_from`, which is this for one pair). Keywords as
+        in :meth:`continue_from`."""
+        if isinstance(prompts, str):
+            raise TypeError("prompts: expected a list of str, got a str; wrap it in a list")
+        if len(prompts) != len(prefixes):
+            raise ValueError(f"prompts/prefixes: expected equal lengths, got {len(prompts)} and {len(prefixes)}")
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k: expected a positive int, got {k!r}")
+        if not prompts:
+            return []
+        rows = [self.encode_prompt(p) for p in prompts]
+        pre = [[int(t) for t in q] for q in prefixes]
+        for j, (p, q) in enumerate(zip(rows, pre)):
+            self._check_len(len(p) + len(q), f"prompt + prefix {j}")
+        return self._run(rows, pre, k, mode="chain", **self._chain_kw(kw))
 
     @staticmethod
     def _chain_kw(kw):

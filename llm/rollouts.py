@@ -127,15 +127,13 @@ class _Sampler:
 
     def continue_many(self, prompts: list[str], which: list[int], prefixes: list[list[int]], k: int) -> list[list]:
         """``k`` continuations for each (prompt ``which[j]``, prefix ``prefixes[j]``). In batched mode all
-        resets share one decode loop (``Policy._run`` with per-row prefixes: each prompt + prefix is
-        prefilled once and fanned out to k rows); otherwise one ``continue_from`` call per reset."""
+        resets share one decode loop (``Policy.continue_many``: each prompt + prefix is prefilled once and
+        fanned out to k rows); otherwise one ``continue_from`` call per reset."""
         if not which:
             return []
-        pol = self.policy
-        if self.per is None and hasattr(pol, "_run") and hasattr(pol, "encode_prompt"):
-            rows = [pol.encode_prompt(prompts[i]) for i in which]
-            out = pol._run(rows, [list(map(int, q)) for q in prefixes], k, mode="chain", greedy=False,
-                           generator=self.shared, **self.kw)
+        if self.per is None and hasattr(self.policy, "continue_many"):
+            out = self.policy.continue_many([prompts[i] for i in which], prefixes, k, generator=self.shared,
+                                            **self.kw)
             self.tokens += sum(_n_generated(s) for row in out for s in row)
             return out
         return [self.continue_from(prompts[i], i, q, k) for i, q in zip(which, prefixes)]

@@ -183,3 +183,21 @@ def test_fast_thought_ends_match_exact_search(micro):
     for g in micro.generate(["Q:1+2\n", "Q:3+4-5+6\n"], n=6, generator=_gen(5), max_thoughts=6, max_thought_tokens=12):
         for s in g:
             assert s.thought_ends == micro._thought_ends(s.response_ids) == micro._scan_ends(s.response_ids)
+
+
+def test_continue_many_batches_pairs_like_continue_from(micro):
+    """Greedy continuations of several (prompt, prefix) pairs in one loop equal one continue_from each
+    (greedy: no random stream to share), with prefix_len and prompt ids per pair."""
+    pairs = [("Q:1+2+3\n", list(map(ord, "1+2=3;"))), ("Q:9-3\n", []), ("Q:4+4-1\n", list(map(ord, "4+4=8;")))]
+    got = micro.continue_many([p for p, _ in pairs], [q for _, q in pairs], 2, greedy=True, max_thoughts=3,
+                              max_thought_tokens=10)
+    assert len(got) == 3 and all(len(row) == 2 for row in got)
+    for (p, q), row in zip(pairs, got):
+        ref = micro.continue_from(p, q, 1, greedy=True, max_thoughts=3, max_thought_tokens=10)[0]
+        for s in row:
+            assert s.prefix_len == len(q) and s.response_ids[:len(q)] == q
+            assert s.prompt_ids == micro.encode_prompt(p)
+            assert s.response_ids == ref.response_ids
+    with pytest.raises(ValueError, match="equal lengths"):
+        micro.continue_many(["Q:1\n"], [], 1)
+    assert micro.continue_many([], [], 3) == []
