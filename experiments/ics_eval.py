@@ -30,7 +30,7 @@ PROFILES = {  # problems, loop iterations L, which (method, level, localizer) ru
     "smoke": dict(n=4, max_iters=2, budget=dict(max_thoughts=3, max_thought_tokens=8, judge_max_new_tokens=8),
                   runs=[("thought", "L2", "model"), ("thought", "L2", "oracle"),
                                           ("scratch", "L2", "model")]),
-    "quick": dict(n=50, max_iters=5, runs=[
+    "quick": dict(n=200, max_iters=5, runs=[
         ("thought", "L1", "model"), ("thought", "L2", "model"), ("thought", "L3", "model"),
         ("thought", "L2", "oracle"), ("token", "L2", "model"), ("scratch", "L2", "model"),
         ("refine", "L2", "model")]),
