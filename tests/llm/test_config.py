@@ -47,6 +47,7 @@ def test_yaml_then_cli(tmp_path):
     (["--steps", "abc"], "--steps expects int"),
     (["--resume", "maybe"], "true/false"),
     (["--loss.inner_epochs", "3"], "inner_epochs > 1"),
+    (["--micro_batch_tokens", "-1"], "micro_batch_tokens"),
     (["--rollouts_per_prompt", "1", "--method", "grpo"], ">= 2"),
 ])
 def test_bad_values_have_fix_it_messages(args, match):
