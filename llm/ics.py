@@ -338,9 +338,9 @@ def run_ics(policy, task, problems: Sequence, cfg: ICSConfig | None = None, *,
             progress: bool = False, generator=None) -> list[ProblemResult]:
     """Run the configured correction loop on every problem; batched across problems.
 
-    ``policy`` needs ``generate``, ``continue_many`` (else ``continue_from`` per reset), ``complete`` and
-    ``decode`` (llm.policy.Policy or a test double); ``task`` needs ``prompt``, ``reward``, ``fmt`` and, for the oracle localizer
-    and the localization metrics, ``first_error``.
+    ``policy`` needs ``generate``, ``continue_many`` (else ``continue_from`` per reset), ``complete``
+    and ``decode`` (llm.policy.Policy or a test double); ``task`` needs ``prompt``, ``reward``, ``fmt``
+    and, for the oracle localizer and the localization metrics, ``first_error``.
     """
     cfg = cfg or ICSConfig()
     if cfg.localizer == "oracle" and not getattr(task, "has_step_checker", False):
