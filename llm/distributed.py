@@ -4,7 +4,9 @@
 * GPU: NCCL backend, one GPU per process (``LOCAL_RANK``), DDP or FSDP2 (``fully_shard`` on every
   decoder layer and the root; generation runs inside :func:`full_params`).
 * Single process (no ``WORLD_SIZE`` or ``WORLD_SIZE=1``): nothing is initialised and every helper is
-  the identity, so the same trainer code runs everywhere.
+  the identity, so the same trainer code runs everywhere. ``CREDIT_RESETS_DIST=1`` under
+  ``torchrun --nproc_per_node 1`` initialises a one-process group anyway, which runs the DDP / FSDP2
+  and NCCL code paths on a machine with one GPU (``experiments/gpu_check.py``).
 
 Prompts are sharded in contiguous blocks (rank r gets block r of the step's prompts); metrics are
 gathered as lists and reduced on every rank; only rank 0 writes files.
@@ -36,7 +38,8 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """A process group is in use: several processes, or one forced by ``CREDIT_RESETS_DIST=1``."""
+        return self.world_size > 1 or self.backend is not None
 
 
 def env_world_size() -> int:
@@ -52,7 +55,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' but no GPU is visible; use --device cpu")
     dev = f"cuda:{local}" if use_cuda else "cpu"
-    if world <= 1:
+    if world <= 1 and os.environ.get("CREDIT_RESETS_DIST") != "1":
         return DistInfo(device=dev if use_cuda else "cpu")
     backend = "nccl" if use_cuda else "gloo"
     if use_cuda:

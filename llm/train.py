@@ -231,7 +231,8 @@ class Trainer:
         state = {"model": self._model_state(), "optimizer": self._optim_state(), "scheduler": self.sched.state_dict(),
                  "rng": ckpt.rng_state(), "data_position": self.step * self.cfg.prompts_per_step,
                  "elapsed_s": self.elapsed0 + time.perf_counter() - self.t0, "config": self.cfg.to_dict(),
-                 "world_size": self.info.world_size}
+                 "world_size": self.info.world_size, "backend": self.info.backend,
+                 "wrapper": type(self.model).__name__}
         path = None
         if self.info.is_main:
             try:

@@ -5,6 +5,7 @@ import json
 import os
 import socket
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,8 +71,23 @@ def test_two_gloo_processes_match_one_process(tmp_path, method):
     assert any(r["kind"] == "train" and r["grad_norm"] for r in one)
     a = torch.load(tmp_path / "one" / "checkpoints" / "step_00000004.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "two" / "checkpoints" / "step_00000004.pt", weights_only=False)["model"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+    _same_updates(model_dir, a, b)
+
+
+def _same_updates(model_dir: str, a: dict, b: dict, rtol: float = 1e-3) -> None:
+    """The two runs moved every weight tensor the same way: ``|dA - dB| <= rtol |dA|`` (Frobenius) for
+    the updates ``d = final - initial``. Element-wise closeness is the wrong test after Adam steps: a
+    coordinate whose gradient is float noise (~1e-9) gets an update of order lr in a direction set by
+    summation order, and the two runs sum their micro-batches in different orders (seen: one element
+    of 2048 off by 2-3e-5 at lr 1e-2, in about half of the oracle runs)."""
+    from safetensors.torch import load_file
+    init = load_file(str(Path(model_dir) / "model.safetensors"))
+    checked = 0
+    for k, w0 in init.items():
+        da, db = a[k].float() - w0.float(), b[k].float() - w0.float()
+        assert float((da - db).norm()) <= rtol * float(da.norm()) + 1e-7, k
+        checked += 1
+    assert checked == len(init) and checked > 0
 
 
 def test_two_gloo_processes_with_fsdp_match_one_process(tmp_path):
@@ -123,3 +139,37 @@ def test_shard_and_single_process_helpers():
     assert D.wrap_model(m, one) is m
     with D.full_params(m, one, fsdp=True):  # no-op in one process
         pass
+
+
+def test_forced_one_process_group(monkeypatch):
+    """CREDIT_RESETS_DIST=1 with WORLD_SIZE=1 initialises a real one-process group (what lets the DDP /
+    FSDP2 / NCCL paths run on a one-GPU machine); without it one process stays undistributed."""
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    assert not D.init_distributed("cpu").enabled
+    monkeypatch.setenv("CREDIT_RESETS_DIST", "1")
+    info = D.init_distributed("cpu")
+    try:
+        assert info.enabled and info.backend == "gloo" and info.world_size == 1
+        assert D.all_sum([1.0, 2.0], info) == [1.0, 2.0] and D.all_max(3.0, info) == 3.0
+        m = D.wrap_model(torch.nn.Linear(2, 2), info)
+        assert type(m).__name__ == "DistributedDataParallel"
+    finally:
+        D.shutdown(info)
+
+
+@pytest.mark.slow
+def test_gpu_check_script_on_cpu(tmp_path):
+    """experiments/gpu_check.py (the prepared device check) passes on CPU: single, ddp1, fsdp1 runs."""
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[2]
+    p = subprocess.run([sys.executable, str(root / "experiments" / "gpu_check.py"), "--out", str(tmp_path / "out"),
+                        "--work", str(tmp_path / "work"), "--device", "cpu", "--size", "micro", "--skip_speed"],
+                       cwd=root, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    res = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    assert [c["backend"] for c in res["checks"]] == [None, "gloo", "gloo"]
+    assert all(c["ok"] for c in res["checks"])
