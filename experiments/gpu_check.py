@@ -5,8 +5,9 @@
 
 Nothing is downloaded: the model is a random-init Llama with the tiny default's character tokenizer
 (``--size``: micro 0.1M, small 26M, medium 205M parameters), saved as an ordinary HF directory, on
-the built-in arith task. Each check is a ``torchrun`` of ``python -m llm.train`` (SRPO, 2 prompts x 8
-rollouts, short thoughts) with a deadline, so a rank stuck in a collective fails the check instead of
+the built-in arith task. Each check is a ``torchrun`` of ``python -m llm.train --config
+configs/gpu.yaml`` (the ``--gpu`` profile: LoRA r=64 on all linear layers, bfloat16, paper settings;
+here SRPO with 2 prompts x 8 rollouts and short thoughts) with a deadline, so a rank stuck in a collective fails the check instead of
 hanging the lease:
 
 * ``single``: one process, 2 steps with a checkpoint each step, then ``--resume`` to step 3.
@@ -40,7 +41,7 @@ SIZES = {  # Llama width / depth for the random-init model
     "small": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8),
     "medium": dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=16, num_attention_heads=16),
 }
-TRAIN_ARGS = ["--method", "srpo", "--task", "arith", "--prompts_per_step", "2", "--eval_every", "0",
+TRAIN_ARGS = ["--config", str(ROOT / "configs" / "gpu.yaml"), "--method", "srpo", "--task", "arith", "--prompts_per_step", "2", "--eval_every", "0",
               "--save_every", "1", "--rollout.max_thoughts", "4", "--rollout.max_thought_tokens", "32",
               "--rollout.max_new_tokens", "128", "--rollout.loc_max_new_tokens", "32", "--progress", "false"]
 
@@ -87,7 +88,8 @@ def run_check(name: str, nproc: int, extra: list[str], env_extra: dict, a, model
     out_dir = Path(a.work) / name
     log = Path(a.out) / f"{name}.log"
     env = {**os.environ, **env_extra, "PYTHONUNBUFFERED": "1"}
-    base = [*TRAIN_ARGS, "--model", str(model), "--device", a.device, "--out_dir", str(out_dir), *extra]
+    dtype = ["--dtype", "float32"] if a.device == "cpu" else []  # gpu.yaml asks for bfloat16
+    base = [*TRAIN_ARGS, "--model", str(model), "--device", a.device, *dtype, "--out_dir", str(out_dir), *extra]
     rc, sec = _torchrun(nproc, [*base, "--steps", "2"], env, log, a.limit)
     rec = dict(name=name, nproc=nproc, command=" ".join(["torchrun", "--nproc_per_node", str(nproc), "-m",
                                                           "llm.train", *base, "--steps", "2"]),
