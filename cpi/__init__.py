@@ -44,3 +44,17 @@ __all__ += [
     "mc_q_estimates", "ResetDistribution", "Start", "RandomReset", "Oracle", "Noisy",
     "NoImprovableState", "make_reset", "improvable_states", "reach_probability",
 ]
+
+# Iterative PPO on two-level conversation MDPs (issue 19); bounds in cpi.multiturn_bounds.
+from . import multiturn_bounds  # noqa: E402
+from .iterative_ppo import (IPPOConfig, IPPOResult, iterative_ppo, reinforce,  # noqa: E402
+                            token_policy_gradient)
+from .multiturn import (TwoLevelMDP, conversation_mdp, single_turn_maximiser,  # noqa: E402
+                        single_turn_mdp)
+from .multiturn_fit import Conversations, fit_q_mc, fit_q_td, log_conversations  # noqa: E402
+
+__all__ += [
+    "multiturn_bounds", "TwoLevelMDP", "conversation_mdp", "single_turn_mdp", "single_turn_maximiser",
+    "Conversations", "log_conversations", "fit_q_mc", "fit_q_td", "IPPOConfig", "IPPOResult",
+    "iterative_ppo", "token_policy_gradient", "reinforce",
+]
