@@ -47,14 +47,15 @@ __all__ += [
 
 # Iterative PPO on two-level conversation MDPs (issue 19); bounds in cpi.multiturn_bounds.
 from . import multiturn_bounds  # noqa: E402
-from .iterative_ppo import (IPPOConfig, IPPOResult, iterative_ppo, reinforce,  # noqa: E402
-                            token_policy_gradient)
-from .multiturn import (TwoLevelMDP, conversation_mdp, single_turn_maximiser,  # noqa: E402
-                        single_turn_mdp)
+from .ippo import IPPOConfig, IPPOResult, iterative_ppo, reinforce, token_policy_gradient  # noqa: E402
+from .multiturn import (TwoLevelMDP, single_turn_maximiser, single_turn_mdp,  # noqa: E402
+                        two_level_mdp)
+from .multiturn_generators import conversation_mdp, funnel_conversation  # noqa: E402
 from .multiturn_fit import Conversations, fit_q_mc, fit_q_td, log_conversations  # noqa: E402
 
 __all__ += [
-    "multiturn_bounds", "TwoLevelMDP", "conversation_mdp", "single_turn_mdp", "single_turn_maximiser",
+    "multiturn_bounds", "TwoLevelMDP", "two_level_mdp", "conversation_mdp", "funnel_conversation",
+    "single_turn_mdp", "single_turn_maximiser",
     "Conversations", "log_conversations", "fit_q_mc", "fit_q_td", "IPPOConfig", "IPPOResult",
     "iterative_ppo", "token_policy_gradient", "reinforce",
 ]

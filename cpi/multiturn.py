@@ -34,10 +34,9 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from .generators import garnet
 from .mdp import TabularMDP
 
-__all__ = ["TwoLevelMDP", "conversation_mdp", "single_turn_mdp", "single_turn_values",
+__all__ = ["TwoLevelMDP", "two_level_mdp", "single_turn_mdp", "single_turn_values",
            "single_turn_maximiser", "soft_improvement", "response_kl"]
 
 
@@ -150,61 +149,60 @@ def _tree_rows(C: int, V: int, L: int):
     return n_nodes, rows_in, cols_in, rows_last.ravel(), c_last.ravel(), y_last.ravel()
 
 
-def conversation_mdp(n_states: int, vocab: int, length: int, gamma: float = 0.8, *,
-                     branching: int = 2, reward: Literal["sparse", "turn"] = "sparse",
-                     seed: int = 0, initial=None) -> TwoLevelMDP:
-    """A random conversation MDP at the turn and the token level.
+def two_level_mdp(P, gamma: float, vocab: int, length: int, *, outcome=None, R=None, initial=None,
+                  name: str = "conversation", info: dict | None = None) -> TwoLevelMDP:
+    """The two-level MDP of a turn-level conversation model with ``vocab**length`` responses.
 
-    Turn level: ``P(.|c, y)`` has ``branching`` random successors with Dirichlet(1)
-    probabilities (the garnet of :func:`cpi.garnet`, ``C = n_states``, ``Y = vocab**length``).
-    The conversation continues after each turn with probability ``gamma`` (in [0, 1)).
-    Rewards:
+    ``P``: ``(C, Y, C)`` dense or ``(C*Y, C)`` (sparse or dense), ``P(c'|c, y)``, ``Y =
+    vocab**length``; ``gamma`` in [0, 1): the probability that the conversation continues after
+    a turn. Exactly one of
 
-    * ``"sparse"``: the conversation's outcome is paid only when it ends: ending after the
-      turn ``(c, y)`` in state ``c'`` succeeds with probability ``outcome[c'] ~ U[0, 1]``
-      (a 0/1 reward in logged conversations); the expected turn reward is
-      ``R(c, y) = (1 - gamma) sum_c' P(c'|c, y) outcome[c']``.
-    * ``"turn"``: ``R(c, y) ~ U[0, 1]`` paid at every turn.
+    * ``outcome`` (C,) in [0, 1] - sparse reward: a conversation ending right after a turn that
+      led to ``c'`` succeeds with probability ``outcome[c']`` (a 0/1 reward in logged
+      conversations, nothing before); the expected turn reward is
+      ``R(c, y) = (1 - gamma) sum_c' P(c'|c, y) outcome[c']``;
+    * ``R`` (C, Y) - a reward paid at every turn.
 
-    ``initial`` (C,) is the distribution of the first conversation state (default uniform).
+    ``initial`` (C,): the first conversation state's distribution (default uniform).
     """
-    C = _int("n_states", n_states, 1)
     V = _int("vocab", vocab, 1)
     L = _int("length", length, 1)
+    Y = V ** L
     gamma = float(gamma)
     if not 0.0 <= gamma < 1.0:
         raise ValueError(f"gamma is the probability that a conversation continues after a turn and "
                          f"must lie in [0, 1); got {gamma}")
-    if reward not in ("sparse", "turn"):
-        raise ValueError(f"reward must be 'sparse' or 'turn'; got {reward!r}")
-    b = _int("branching", branching, 1)
-    if b > C:
-        raise ValueError(f"branching ({b}) cannot exceed n_states ({C})")
-    Y = V ** L
-    g = garnet(C, Y, b, gamma=gamma, seed=seed, initial=initial)
-    outcome = None
-    R = g.R
-    if reward == "sparse":
-        outcome = np.random.default_rng([seed, 1]).random(C)
-        R = (1.0 - gamma) * (g.P @ outcome).reshape(C, Y)
-    turn = TabularMDP(g.P, R, gamma, initial=g.initial, name=f"conversation(C={C},Y={Y},{reward})")
+    if (outcome is None) == (R is None):
+        raise ValueError("give exactly one of outcome (sparse reward at the end) and R (reward per turn)")
+    if sp.issparse(P):
+        P = sp.csr_matrix(P, dtype=np.float64)
+    else:
+        P = np.asarray(P, dtype=np.float64)
+        P = P.reshape(-1, P.shape[-1]) if P.ndim == 3 else P
+    C = P.shape[1]
+    if P.ndim != 2 or P.shape[0] != C * Y:
+        raise ValueError(f"P must have shape (C, Y, C) or (C*Y, C) with Y = vocab**length = {Y}; got {P.shape}")
+    if outcome is not None:
+        outcome = np.array(outcome, dtype=np.float64)
+        if outcome.shape != (C,) or not np.all((outcome >= 0) & (outcome <= 1)):
+            raise ValueError(f"outcome must be a vector of C = {C} success probabilities in [0, 1]")
+        R = (1.0 - gamma) * np.asarray(P @ outcome).reshape(C, Y)
+    turn = TabularMDP(P, R, gamma, initial=initial, name=f"{name}(C={C},Y={Y})")
 
     n_nodes, rows_in, cols_in, rows_last, c_last, y_last = _tree_rows(C, V, L)
     S = C * n_nodes + 1
     end = S - 1
-    nxt = g.P[c_last * Y + y_last].tocoo()  # successors of every last-level row
+    nxt = turn.P[c_last * Y + y_last].tocoo()  # successors of every last-level row
     rows = [rows_in, rows_last[nxt.row], rows_last, end * V + np.arange(V)]
     cols = [cols_in, nxt.col.astype(np.int64) * n_nodes, np.full(rows_last.size, end), np.full(V, end)]
     vals = [np.ones(rows_in.size), gamma * nxt.data, np.full(rows_last.size, 1.0 - gamma), np.ones(V)]
-    P = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(S * V, S))
+    Pt = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(S * V, S))
     Rt = np.zeros((S, V))
-    Rt.ravel()[rows_last] = R[c_last, y_last]
+    Rt.ravel()[rows_last] = turn.R[c_last, y_last]
     init = np.zeros(S)
     init[np.arange(C) * n_nodes] = turn.initial
-    token = TabularMDP(P, Rt, 1.0, initial=init, terminal=[end],
-                       name=f"conversation_tokens(C={C},V={V},L={L},{reward})")
-    info = {"seed": seed, "branching": b}
-    return TwoLevelMDP(token, turn, V, L, reward, outcome, info)
+    token = TabularMDP(Pt, Rt, 1.0, initial=init, terminal=[end], name=f"{name}_tokens(C={C},V={V},L={L})")
+    return TwoLevelMDP(token, turn, V, L, "turn" if outcome is None else "sparse", outcome, dict(info or {}))
 
 
 # ----------------------------------------------------------------------------- single-turn problem

@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 import cpi
 from cpi import bounds as B
 from cpi import multiturn_bounds as MB
-from cpi.iterative_ppo import (IPPOConfig, iterative_ppo, reinforce, reinforce_gradient,
+from cpi.ippo import (IPPOConfig, iterative_ppo, reinforce, reinforce_gradient,
                                token_policy_gradient)
-from cpi.multiturn import (conversation_mdp, response_kl, single_turn_maximiser, single_turn_mdp,
-                           single_turn_values, soft_improvement)
+from cpi.multiturn import (response_kl, single_turn_maximiser, single_turn_mdp,
+                           single_turn_values, soft_improvement, two_level_mdp)
+from cpi.multiturn_generators import conversation_mdp, funnel_conversation
 from cpi.multiturn_fit import (certainty_equivalent_mdp, fit_q_mc, fit_q_td, log_conversations,
                                q_error)
 from cpi.pg import softmax_policy
@@ -28,6 +29,9 @@ def instances(draw, max_C=4, max_V=3, max_L=3):
     C = draw(st.integers(1, max_C))
     V = draw(st.integers(1, max_V))
     L = draw(st.integers(1, max_L if V > 1 else 2))
+    if V > 1 and draw(st.integers(0, 4)) == 0:
+        return funnel_conversation(C, V, L, gamma=draw(st.sampled_from([0.5, 0.9])),
+                                   lose_max=draw(st.sampled_from([0.0, 0.5, 1.0])), seed=draw(st.integers(0, 99)))
     return conversation_mdp(C, V, L, gamma=draw(st.sampled_from([0.0, 0.5, 0.8, 0.95])),
                             branching=draw(st.integers(1, C)), reward=draw(st.sampled_from(["sparse", "turn"])),
                             seed=draw(st.integers(0, 2**31 - 1)))
@@ -85,6 +89,38 @@ def test_generator_matches_dense_reference(C, V, L, gamma, reward):
     nodes, tokens = tl.paths()  # lexicographic responses
     y = (tokens * V ** np.arange(L - 1, -1, -1)).sum(1)
     np.testing.assert_array_equal(y, np.arange(tl.Y))
+
+
+def test_funnel_structure_and_delayed_credit():
+    """Each stage has its roles; one PI step from uniform takes the small deal; PI needs n_stages steps."""
+    m = 4
+    tl = funnel_conversation(m, 3, 2, gamma=0.95, seed=3)
+    P, info = tl.turn.P_dense(), tl.info
+    for c in range(m):
+        assert P[c, info["advance"][c], c + 1 if c < m - 1 else info["BIG"]] == 0.8
+        assert P[c, info["small"][c], info["SMALL"]] == 1.0
+        assert np.all(P[c, info["lose"][c], info["LOST"]] == 1.0)
+        assert len(info["lose"][c]) == round(0.5 * c / (m - 1) * 7)
+    np.testing.assert_array_equal(tl.outcome[m:], [0.3, 1.0, 0.0])
+    res = iterative_ppo(tl, IPPOConfig(iterations=m + 1))
+    frac = (res.value - res.value[0]) / (res.v_star - res.value[0])
+    assert np.all(frac[1:m] < 0.5) and np.allclose(frac[1:m], frac[1]) and abs(frac[m] - 1) < 1e-12
+    P_dense, _ = dense_token_reference(tl)
+    np.testing.assert_array_equal(tl.token.P_dense(), P_dense)
+
+
+def test_two_level_mdp_rejects_bad_input():
+    P = np.full((2, 4, 2), 0.5)
+    with pytest.raises(ValueError, match="exactly one"):
+        two_level_mdp(P, 0.5, 2, 2)
+    with pytest.raises(ValueError, match="shape"):
+        two_level_mdp(P, 0.5, 3, 2, R=np.zeros((2, 9)))
+    with pytest.raises(ValueError, match="outcome"):
+        two_level_mdp(P, 0.5, 2, 2, outcome=[0.5, 2.0])
+    with pytest.raises(ValueError, match="sums to"):
+        two_level_mdp(P * 1.1, 0.5, 2, 2, R=np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="2 responses"):
+        funnel_conversation(3, 1, 1)
 
 
 @pytest.mark.parametrize("kw,msg", [(dict(gamma=1.0), "gamma"), (dict(gamma=-0.1), "gamma"),
