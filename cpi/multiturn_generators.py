@@ -48,7 +48,7 @@ def conversation_mdp(n_states: int, vocab: int, length: int, gamma: float = 0.8,
 
 def funnel_conversation(n_stages: int = 5, vocab: int = 3, length: int = 2, gamma: float = 0.95, *,
                         p_advance: float = 0.8, small_deal: float = 0.3, lose_max: float = 0.5,
-                        seed: int = 0) -> TwoLevelMDP:
+                        entry=None, seed: int = 0) -> TwoLevelMDP:
     """A sales funnel: stages ``0..n_stages-1``, then ``SMALL``, ``BIG``, ``LOST`` (absorbing).
 
     In stage ``c`` the responses have random roles (seeded): one *advances* (to stage ``c+1``,
@@ -56,7 +56,8 @@ def funnel_conversation(n_stages: int = 5, vocab: int = 3, length: int = 2, gamm
     takes the *small deal* (to ``SMALL``), ``round(lose_max * c/(n_stages-1) * (Y-2))`` *lose*
     the customer (to ``LOST``), the rest keep the stage. Sparse outcome: a conversation that
     ends in ``BIG`` succeeds with probability 1, in ``SMALL`` with ``small_deal``, elsewhere 0.
-    Every conversation starts in stage 0. ``info`` records the roles: ``advance`` (n_stages,),
+    ``entry`` (n_stages,) is the distribution of the stage a conversation starts in (customers
+    arrive at different stages; default: all in stage 0). ``info`` records the roles: ``advance`` (n_stages,),
     ``small`` (n_stages,), ``lose`` (list of arrays) and the special states.
     """
     m = _int("n_stages", n_stages, 1)
@@ -89,7 +90,13 @@ def funnel_conversation(n_stages: int = 5, vocab: int = 3, length: int = 2, gamm
     outcome = np.zeros(C)
     outcome[SMALL], outcome[BIG] = small_deal, 1.0
     initial = np.zeros(C)
-    initial[0] = 1.0
+    if entry is None:
+        initial[0] = 1.0
+    else:
+        entry = np.asarray(entry, dtype=np.float64)
+        if entry.shape != (m,) or entry.min() < 0 or abs(entry.sum() - 1) > 1e-8:
+            raise ValueError(f"entry must be a distribution over the {m} stages; got {entry}")
+        initial[:m] = entry
     info = {"seed": seed, "advance": advance, "small": small, "lose": lose, "SMALL": SMALL, "BIG": BIG,
             "LOST": LOST}
     return two_level_mdp(P, gamma, vocab, length, outcome=outcome, initial=initial, name="funnel", info=info)
