@@ -379,7 +379,8 @@ def summarise(cfg: Config, runs: list, qerr: list) -> dict:
                           "median": None if np.isinf(med) else med, "censored": int(np.isinf(c).sum())}
     fits = {e: slope_fit(cfg.q_grid, [q[e] for q in qerr]) for e in ("mc", "td")}
     q_mean = {e: mean_ci(np.array([q[e] for q in qerr])) for e in ("mc", "td")}
-    return {"curves": curves, "final": final, "contrasts": contrasts, "exploratory": explore,
+    final_ci = {k: [float(x) for x in mean_ci(v)] for k, v in final.items()}
+    return {"curves": curves, "final": final, "final_ci": final_ci, "contrasts": contrasts, "exploratory": explore,
             "q_fit": {e: {**fits[e], "N": list(cfg.q_grid), "rmse_mean": q_mean[e][0].tolist(),
                           "rmse_ci95": q_mean[e][1].tolist()} for e in fits},
             "reinforce_at_budget": rv_at, "budget": budget, "conversations_to_90pct": to_target,

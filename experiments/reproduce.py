@@ -10,10 +10,11 @@ Steps, in order (each a script that also runs on its own):
 1. ``bounds``      experiments/check_bounds.py      every CPI bound on random MDPs, slack table
 2. ``pg_td``       experiments/check_pg_td.py       policy-gradient and TD results, slack table, figures
 3. ``resets``      experiments/reset_complexity.py  RR vs CARO vs noisy vs start: samples vs p_pi, slopes
-4. ``tiny``        python -m llm.tiny               the warm-started tiny default (cached)
-5. ``llm``         experiments/llm_compare.py       GRPO / RRPO / SRPO / oracle, equal budgets, seeds
-6. ``ics``         experiments/ics_eval.py          Thought-ICS lift at L1/L2/L3 with/without ICS-A, baselines
-7. ``report``      experiments/report.py            paper_figs/REPORT.md and paper_figs/README.md
+4. ``ippo``        experiments/iterative_ppo.py     Iterative PPO: reduction checks, batch online vs offline
+5. ``tiny``        python -m llm.tiny               the warm-started tiny default (cached)
+6. ``llm``         experiments/llm_compare.py       GRPO / RRPO / SRPO / oracle, equal budgets, seeds
+7. ``ics``         experiments/ics_eval.py          Thought-ICS lift at L1/L2/L3 with/without ICS-A, baselines
+8. ``report``      experiments/report.py            paper_figs/REPORT.md and paper_figs/README.md
 
 Caching and resuming: a finished step leaves ``runs/reproduce/<profile>/<step>.done`` (with its
 command) and is skipped on a re-run unless ``--force``; a killed run starts again at the first
@@ -32,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-STEPS = ("bounds", "pg_td", "resets", "tiny", "llm", "ics", "report")
+STEPS = ("bounds", "pg_td", "resets", "ippo", "tiny", "llm", "ics", "report")
 
 
 def step_commands(profile: str, figs: Path, runs: Path) -> dict[str, list[str]]:
@@ -40,11 +41,12 @@ def step_commands(profile: str, figs: Path, runs: Path) -> dict[str, list[str]]:
     e = ROOT / "experiments"
     size = {
         "smoke": dict(bounds=["--cases", "40", "--alphas", "3"], pg_td=["--smoke"],
-                      resets=["--smoke"], llm=["--profile", "smoke", "--model", str(runs / "micro")],
+                      resets=["--smoke"], ippo=["--smoke"],
+                      llm=["--profile", "smoke", "--model", str(runs / "micro")],
                       ics=["--profile", "smoke", "--model", str(runs / "micro")]),
-        "quick": dict(bounds=[], pg_td=[], resets=["--quick"], llm=["--profile", "quick"],
+        "quick": dict(bounds=[], pg_td=[], resets=["--quick"], ippo=["--quick"], llm=["--profile", "quick"],
                       ics=["--profile", "quick"]),
-        "full": dict(bounds=["--cases", "20000"], pg_td=["--full"], resets=[],
+        "full": dict(bounds=["--cases", "20000"], pg_td=["--full"], resets=[], ippo=["--full"],
                      llm=["--profile", "full"], ics=["--profile", "full"]),
     }[profile]
     tiny = ([PY, "-c", f"from llm.tiny import micro_policy; micro_policy(0).save_pretrained({str(runs / 'micro')!r})"]
@@ -53,6 +55,7 @@ def step_commands(profile: str, figs: Path, runs: Path) -> dict[str, list[str]]:
         "bounds": [PY, str(e / "check_bounds.py"), "--out", str(figs / "bounds_check"), *size["bounds"]],
         "pg_td": [PY, str(e / "check_pg_td.py"), "--out", str(figs), *size["pg_td"]],
         "resets": [PY, str(e / "reset_complexity.py"), "--out", str(figs / "reset_complexity"), *size["resets"]],
+        "ippo": [PY, str(e / "iterative_ppo.py"), "--out", str(figs / "iterative_ppo"), *size["ippo"]],
         "tiny": tiny,
         "llm": [PY, str(e / "llm_compare.py"), "--out", str(figs), "--runs", str(runs / "llm"), *size["llm"]],
         "ics": [PY, str(e / "ics_eval.py"), "--out", str(figs), "--runs", str(runs / "ics"), *size["ics"]],

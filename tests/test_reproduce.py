@@ -6,9 +6,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 FIGURES = ["reset_complexity", "pg_suboptimality", "td_error", "td_one_step", "llm_accuracy", "llm_resets",
-           "llm_localization", "ics_lift"]
+           "llm_localization", "ics_lift", "iterative_ppo"]
 TABLES = ["bounds_check.csv", "bounds_check.json", "pg_td_check.json", "reset_complexity.json",
-          "reset_complexity_fits.csv", "llm_compare.json", "ics_summary.json"]
+          "reset_complexity_fits.csv", "llm_compare.json", "ics_summary.json", "iterative_ppo.json",
+          "iterative_ppo_bounds.json"]
 
 
 def test_reproduce_smoke_produces_every_figure_and_the_report(tmp_path):
@@ -32,4 +33,4 @@ def test_reproduce_smoke_produces_every_figure_and_the_report(tmp_path):
     r2 = subprocess.run([sys.executable, str(ROOT / "experiments" / "reproduce.py"), "--smoke",
                          "--runs", str(runs), "--figs", str(figs)], cwd=ROOT, capture_output=True, text=True,
                         timeout=300)
-    assert r2.returncode == 0 and r2.stdout.count("skipped") == 7, r2.stdout
+    assert r2.returncode == 0 and r2.stdout.count("skipped") == 8, r2.stdout
