@@ -29,8 +29,6 @@ token), :func:`single_turn_maximiser` solves it exactly token by token.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
-
 import numpy as np
 import scipy.sparse as sp
 

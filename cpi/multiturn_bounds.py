@@ -104,7 +104,7 @@ def q_error_span(Q_hat, Q) -> np.ndarray:
 
 
 def fitted_soft_step_lower_bound(d_new, horizon: float, beta: float, skl_hat, tv, err_span) -> float:
-    """Gain of the soft step on a fitted ``Qhat``: ``V^{new}(mu) - V^{pi_k}(mu) >= h E_{d_new}[beta SKL_hat - TV err_span]``.
+    """Soft step on a fitted ``Qhat``: ``V^{new}(mu) - V^{pi_k}(mu) >= h E_{d_new}[beta SKL_hat - TV err_span]``.
 
     ``pi_new = pi_k exp(Qhat/beta)/Z``; ``skl_hat`` (C,) ``= KL(pi_new||pi_k) + KL(pi_k||pi_new)``;
     ``tv`` (C,) ``= TV(pi_new, pi_k)`` (:func:`total_variation`); ``err_span`` (C,) ``= span_y(Q -

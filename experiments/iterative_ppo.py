@@ -33,7 +33,7 @@ import csv
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +150,10 @@ class BoundTable:
 
     def add(self, name, bound, realised, scale, where):
         kind = BOUNDS[name][0]
-        s = -abs(realised - bound) if kind == "identity" else (realised - bound if kind == "lower" else bound - realised)
+        if kind == "identity":
+            s = -abs(realised - bound)
+        else:
+            s = realised - bound if kind == "lower" else bound - realised
         self.slack[name].append(s)
         self.scaled[name].append(s / scale)
         if s < -1e-9 * scale and (name not in self.worst or s / scale < self.worst[name][0]):
@@ -203,8 +206,8 @@ def check_case(tl, rng, table: BoundTable, where: str):
                   scale, where)
         table.add("pointwise", MB.pointwise_gain_lower_bound(gain, g), float((ev_new.V - ev_k.V).min()), scale, where)
         if kind != "npg":
-            table.add("maximiser", 0.0, float(np.abs(pt_new - soft_improvement(pt_k, Q, 0.0 if kind == "greedy" else beta)).max()),
-                      1.0, where)
+            closed_form = soft_improvement(pt_k, Q, 0.0 if kind == "greedy" else beta)
+            table.add("maximiser", 0.0, float(np.abs(pt_new - closed_form).max()), 1.0, where)
         if kind == "soft":
             kl_f, kl_r = response_kl(tl, pi_new, pi_k), response_kl(tl, pi_k, pi_new)
             table.add("soft_gain", 0.0, float(np.abs(gain - MB.soft_step_gain(beta, kl_f, kl_r)).max()), scale, where)
@@ -371,7 +374,8 @@ def summarise(cfg: Config, runs: list, qerr: list) -> dict:
     for key in [f"ippo_{e}_{N}" for e in ("mc", "td") for N in Ns] + ["reinforce"]:
         c = []
         for r in runs:
-            x = np.array(r["reinforce_conversations"]) if key == "reinforce" else int(key.split("_")[2]) * np.arange(K + 1)
+            x = (np.array(r["reinforce_conversations"]) if key == "reinforce"
+                 else int(key.split("_")[2]) * np.arange(K + 1))
             hit = np.flatnonzero(np.array(r[key]) >= 0.9)
             c.append(float(x[hit[0]]) if hit.size else float("inf"))
         med = float(np.median(c))
@@ -397,7 +401,8 @@ def verdicts(summary: dict, bound_rows: list) -> dict:
     ok = [summary["q_fit"][e]["ci_lo"] <= -0.4 and summary["q_fit"][e]["ci_hi"] >= -0.6 for e in ("mc", "td")]
     return {
         "reduction": "reproduced" if summary["reduction_max_abs_diff"] <= 1e-9 else "not reproduced",
-        "improvement": "reproduced" if summary["improvement_min_state_gain"] >= -1e-9 and viol == 0 else "not reproduced",
+        "improvement": ("reproduced" if summary["improvement_min_state_gain"] >= -1e-9 and viol == 0
+                        else "not reproduced"),
         "batch_online": ("reproduced" if pos == len(c) and not neg else
                          "not reproduced" if pos == 0 or neg else "partly reproduced"),
         "q_fit": "reproduced" if all(ok) else ("partly reproduced" if any(ok) else "not reproduced"),
@@ -425,7 +430,8 @@ def plot(cfg: Config, summary: dict, runs: list, path: Path):
         for N, col in zip(cfg.batch_sizes, colors):
             m, ci = np.array(cur[f"ippo_{e}_{N}"]["mean"]), np.array(cur[f"ippo_{e}_{N}"]["ci95"])
             mk, ls = ARM_STYLE[e]
-            ax[0].errorbar(it, m, ci, color=col, ls=ls, marker=mk, ms=3, capsize=2, label=f"Iterative PPO {e.upper()}, N={N}")
+            ax[0].errorbar(it, m, ci, color=col, ls=ls, marker=mk, ms=3, capsize=2,
+                           label=f"Iterative PPO {e.upper()}, N={N}")
             ax[1].errorbar(N * it[1:], m[1:], ci[1:], color=col, ls=ls, marker=mk, ms=3, capsize=2,
                            label=f"Iterative PPO {e.upper()}, N={N}")
             fo = summary["final"][f"offline_{e}_{N}"]
@@ -539,10 +545,10 @@ def main(argv=None) -> int:
             "date": time.strftime("%Y-%m-%d"), "runs": runs, **summary}
     out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
     bounds_path = out.with_name(out.name + "_bounds.json")
-    bounds_path.write_text(json.dumps({"config": {"cases": cfg.bound_cases, "seed": cfg.seed, "tolerance": "1e-9 max(1, ||V*||)"},
-                                       "seconds": t_bounds, "rows": rows,
-                                       "violations": {k: {"scaled_slack": v[0], "where": v[1]} for k, v in table.worst.items()}},
-                                      indent=1))
+    worst = {k: {"scaled_slack": v[0], "where": v[1]} for k, v in table.worst.items()}
+    bounds_path.write_text(json.dumps({"config": {"cases": cfg.bound_cases, "seed": cfg.seed,
+                                                  "tolerance": "1e-9 max(1, ||V*||)"},
+                                       "seconds": t_bounds, "rows": rows, "violations": worst}, indent=1))
     write_csv(cfg, summary, runs, out.with_suffix(".csv"))
     plot(cfg, summary, runs, out.with_suffix(".png"))
     print(f"wrote {out}.png/.csv/.json and {bounds_path.name}")

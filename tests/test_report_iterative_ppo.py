@@ -60,7 +60,7 @@ def test_topic_renders_a_result_file():
          "final_ci": {"offline_mc_10": [0.4, 0.1], "offline_td_10": [0.45, 0.1]},
          "contrasts": [contrast(0.2, True)] * 4, "exploratory": [contrast(0.0, False)], "budget": 20,
          "reduction_max_abs_diff": 0.0, "improvement_min_state_gain": 0.0,
-         "q_fit": {"mc": {"slope": -0.5, "ci_lo": -0.6, "ci_hi": -0.4}, "td": {"slope": -0.5, "ci_lo": -0.6, "ci_hi": -0.4}}}
+         "q_fit": {e: {"slope": -0.5, "ci_lo": -0.6, "ci_hi": -0.4} for e in ("mc", "td")}}
     b = {"config": {"cases": 5}, "seconds": 1.0,
          "rows": [{"bound": "levels", "kind": "identity", "statement": "s", "status": "proved here", "cases": 5,
                    "violations": 0, "min_scaled_slack": 0.0, "median_slack": 0.0}]}

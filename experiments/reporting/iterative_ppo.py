@@ -69,9 +69,10 @@ def claims(d) -> list[str]:
            f"{red.get('reduction_pdl', {}).get('min_scaled_slack', float('nan')):.1e}) and the beta > 0 maximiser "
            "equals pi_k exp(Q/beta)/Z. Rule: reproduced if the difference is <= 1e-9."]
     out.append(f"* **Solving the single-turn problem with token-level PPO is a policy improvement step** - "
-               f"{improvement_verdict(r['improvement_min_state_gain'], viol)} for the tabular stand-in (exact token-level "
-               f"NPG steps on the single-turn MDP, not PPO's clipped sampled surrogate): min over states and "
-               f"iterations of V^{{k+1}} - V^k = {r['improvement_min_state_gain']:.1e}; the reduction's identities and "
+               f"{improvement_verdict(r['improvement_min_state_gain'], viol)} for the tabular stand-in (exact "
+               "token-level NPG steps on the single-turn MDP, not PPO's clipped sampled surrogate): min over states "
+               f"and iterations of V^{{k+1}} - V^k = {r['improvement_min_state_gain']:.1e}; the reduction's "
+               "identities and "
                f"bounds: {bounds_verdict(viol)} ({viol} violations in {n_eval} evaluations, table below). Rule: "
                "reproduced if no value drops by more than 1e-9 and no bound is violated.")
     c = r["contrasts"]
@@ -81,7 +82,8 @@ def claims(d) -> list[str]:
                f"after {cfg['iterations']} iterations, paired by instance): {parts}. Rule: reproduced if all four "
                "contrasts are positive and significant after Holm. Fully online exact policy iteration closes the "
                f"gap in {iterations_to_close(r['curves']['pi']['mean'])} iterations; offline improvement from pi_0's "
-               f"data cannot pass one policy-iteration step from pi_0 ({fmt(r['curves']['pi']['mean'][1], 3)} of the gap).")
+               "data cannot pass one policy-iteration step from pi_0 "
+               f"({fmt(r['curves']['pi']['mean'][1], 3)} of the gap).")
     fits = r["q_fit"]
     out.append("* **Q^{pi_k} can be fitted from logged conversations (Monte Carlo, TD)** - "
                f"{slope_verdict(fits)}: RMSE ~ N^slope with slope "
