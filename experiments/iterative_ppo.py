@@ -425,7 +425,7 @@ def plot(cfg: Config, summary: dict, runs: list, path: Path):
     for key, lab, col in (("pi", "policy iteration (exact Q)", "k"),
                           ("exact_npg", "Iterative PPO, exact Q (10 token NPG steps/iter)", "tab:red")):
         m, ci = np.array(cur[key]["mean"]), np.array(cur[key]["ci95"])
-        ax[0].plot(it, m, color=col, lw=2, label=lab)
+        ax[0].plot(it, m, color=col, lw=2, label=lab, zorder=5)
     for e in ("mc", "td"):
         for N, col in zip(cfg.batch_sizes, colors):
             m, ci = np.array(cur[f"ippo_{e}_{N}"]["mean"]), np.array(cur[f"ippo_{e}_{N}"]["ci95"])
