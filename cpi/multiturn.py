@@ -15,7 +15,7 @@ Conversational Outcomes Using Iterative PPO"; ``docs/iterative_ppo.md``):
   (``gamma = 1``): the last token of a turn pays ``R(c, y)`` and moves to the root of ``c'``
   with probability ``gamma P(c'|c, y)``, to ``END`` otherwise. Every exact routine of
   :mod:`cpi.exact` applies to both levels; ``V_token(root of c) = V_turn(c)``
-  (:func:`cpi.multiturn_bounds` checks it).
+  (proved in ``docs/iterative_ppo.md``, checked by ``experiments/iterative_ppo.py``).
 * A token policy ``pi`` has shape ``(S_token, vocab)``; the turn policy it induces,
   ``pi(y|c) = prod_j pi(y_j | c, y_<j)``, has shape ``(C, Y)`` (:meth:`TwoLevelMDP.turn_policy`);
   :meth:`TwoLevelMDP.token_policy` factorises a turn policy back.
@@ -29,6 +29,7 @@ token), :func:`single_turn_maximiser` solves it exactly token by token.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -48,7 +49,8 @@ def _int(name, v, lo):
 class TwoLevelMDP:
     """A conversation MDP at two levels: ``token`` (S_token, vocab) and ``turn`` (C, Y).
 
-    Made by :func:`conversation_mdp`; holds the tree layout that maps one level to the other.
+    Made by :func:`two_level_mdp` (families: :mod:`cpi.multiturn_generators`); holds the tree
+    layout that maps one level to the other.
     """
 
     token: TabularMDP  # episodic, states c * n_nodes + node, then END
