@@ -26,7 +26,14 @@ to improve). Estimators: ``exact`` (advantages from :mod:`cpi.exact`) and ``mont
 Every iteration also records exact diagnostics (not counted as samples): ``V^pi(D)``, the
 K&L policy advantage ``Adv = E_{d_{pi,D}} E_{pi2} A_pi``, ``eps = max_s |E_{pi2} A_pi(s)|``,
 the bound's predicted gain (K&L Theorem 4.1, or its finite-horizon form when ``gamma == 1``)
-and the realised gain ``V^{new}(D) - V^pi(D)``.
+and the realised gain ``V^{new}(D) - V^pi(D)``; and its cost: rollout trajectories
+(``2 n_states |A| n_rollouts`` per Monte-Carlo iteration), rollout and reset environment steps.
+A run ends at the target (reached up to round-off), the sample budget, K&L's stopping rule,
+``max_iter``, or when the oracle finds no improvable state; ``CPIResult.stop`` says which.
+
+What the RR vs CARO rates predict for each of these quantities (per-iteration samples,
+first-iteration gain, samples to a target) is in ``docs/resets.md``;
+:mod:`cpi.complexity` measures the per-iteration ones.
 """
 from __future__ import annotations
 

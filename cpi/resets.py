@@ -1,7 +1,8 @@
 """Reset (restart) distributions: where sample-based CPI restarts its rollouts.
 
 A reset distribution maps ``(mdp, pi)`` to a distribution ``nu`` over states (S,) and can
-sample from it, returning the environment steps that sampling took (DESIGN.md section 3):
+sample from it, returning the environment steps that sampling took (``docs/resets.md``, which
+also states the CPI-RR vs CPI-CARO rates and which quantity each of their slopes is about):
 
 ========== =========================================================== ===================
 name       ``nu``                                                       LLM analogue

@@ -308,7 +308,7 @@ def main(argv=None):
 
 
 # ----------------------------------------------------------------------------- stress tests (--full)
-STRESS_THEORY = {  # fixed batch of 30, target: half the initial suboptimality (DESIGN of issue 14)
+STRESS_THEORY = {  # fixed batch of 30, target: half the initial suboptimality (docs/resets.md, section 6)
     "tree": {"per_iteration_samples": {"random": -2.0, "oracle": 0.0},
              "first_gain": {"random": 2.0, "oracle": 1.0},
              "samples_to_target": {"random": -1.0, "oracle": 0.0}},  # sub0 grows like p: relative
