@@ -277,6 +277,16 @@ def gated_trap(p: float, *, n_actions: int = 3, depth: int = 3, gate_depth: int 
     if not r_good > r_bad:
         raise ValueError(f"r_good must exceed r_bad (else nothing is improvable); got {r_good} <= {r_bad}")
     good = int(np.random.default_rng(seed).integers(0, A))
+    base, trap = _trap_base(p, A, depth, g, r_good, r_bad, good)
+    base.info["seed"] = seed
+    mdp = bernoulli_leaves(base)
+    mdp.info["trap"] = np.concatenate([trap, [False, False, False]])
+    mdp.name = base.name
+    return mdp
+
+
+def _trap_base(p, A, depth, g, r_good, r_bad, good):
+    """The gated trap with expected payouts on its last decisions (before :func:`bernoulli_leaves`)."""
     n_after = depth - 1 - g  # levels g+1 .. depth-1 on each track
     # state layout: root | trap chain (levels 1..g) | good track | bad track |
     #               safe chain (levels 1..g) | safe track | leaf (terminal, before bernoulli_leaves)
@@ -332,9 +342,6 @@ def gated_trap(p: float, *, n_actions: int = 3, depth: int = 3, gate_depth: int 
     trap[trap0:safe0] = True
     base = TabularMDP(P, R, 1.0, initial=initial, terminal=[leaf], horizon=depth,
                       info={"gate": gate, "mirror": mirror, "good_action": good, "p": p,
-                            "gate_depth": g, "seed": seed},
+                            "gate_depth": g},
                       name=f"gated_trap(p={p:.4g},A={A},depth={depth},gate={g})")
-    mdp = bernoulli_leaves(base)
-    mdp.info["trap"] = np.concatenate([trap, [False, False, False]])
-    mdp.name = base.name
-    return mdp
+    return base, trap

@@ -39,9 +39,11 @@ def _panel(ax, rows, fits, family, quantity, metric):
             c = COLORS[reset]
             for stop in sorted({r["stop"].split("/")[-1] if r["censored"] else "target" for r in sel}):
                 pts = [r for r in sel if (r["stop"].split("/")[-1] if r["censored"] else "target") == stop]
-                ax.scatter([r["p"] for r in pts], [r["value"] for r in pts], s=22,
-                           marker=STOP_MARK.get(stop, "o"), facecolors=c if filled else "none",
-                           edgecolors=c, alpha=0.85)
+                mark = STOP_MARK.get(stop, "o")
+                style = ({"color": c} if mark == "x" else
+                         {"facecolors": c if filled else "none", "edgecolors": c})
+                ax.scatter([r["p"] for r in pts], [r["value"] for r in pts], s=22, marker=mark,
+                           alpha=0.85, **style)
             f = _fit(fits, family, quantity, metric, reset, step)
             if f is None or not np.isfinite(f["slope"]):
                 continue
@@ -80,8 +82,9 @@ def plot(rows, fits, path, stress: bool):
         ax.set_ylabel(ylab)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="best", title="slope [95% CI], design prediction",
-                  title_fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best", title="slope [95% CI], design prediction",
+                      title_fontsize=7)
     fig.suptitle("Gated trap (p is the only thing that moves): dashed = design prediction; "
                  "o reached, ^ censored (budget / n cap), x stopped: no improvable state", fontsize=10)
     fig.tight_layout()
