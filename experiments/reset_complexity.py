@@ -31,8 +31,8 @@ it is that narrow and excludes the prediction; otherwise not resolved at this si
 also moves depth, the number of improvable states and H.
 
     python experiments/reset_complexity.py --smoke   # seconds (tests)
-    python experiments/reset_complexity.py --quick   # ~1-2 minutes on 2 cores
-    python experiments/reset_complexity.py --full    # finer p grid, more trials, SPI in (a), stress tests
+    python experiments/reset_complexity.py --quick   # the reproduce profile: 45 s of CPU (about a minute idle)
+    python experiments/reset_complexity.py --full    # finer p grids, 400 trials, 5 seeds, stress tests (long: tens of minutes)
 """
 from __future__ import annotations
 
@@ -249,7 +249,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--smoke", action="store_true", help="tiny sizes (seconds; tests)")
-    g.add_argument("--quick", action="store_true", help="the reproduce profile (~1-2 minutes)")
+    g.add_argument("--quick", action="store_true", help="the reproduce profile (45 s of CPU)")
     g.add_argument("--full", action="store_true", help="finer grids, more trials, stress tests")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "paper_figs" / "reset_complexity"))
