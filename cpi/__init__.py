@@ -59,3 +59,14 @@ __all__ += [
     "Conversations", "log_conversations", "fit_q_mc", "fit_q_td", "IPPOConfig", "IPPOResult",
     "iterative_ppo", "token_policy_gradient", "reinforce",
 ]
+
+# The reset theorem's quantities (issue 14): gated trap, per-iteration samples, censored slopes
+from . import slopes  # noqa: E402
+from .complexity import (ReferenceStep, SampleSize, one_step_trials, predicted_samples,  # noqa: E402
+                         reference_step, return_variance, samples_per_iteration)
+from .generators import bernoulli_leaves, gated_trap  # noqa: E402
+
+__all__ += [
+    "slopes", "gated_trap", "bernoulli_leaves", "ReferenceStep", "SampleSize", "reference_step",
+    "return_variance", "predicted_samples", "one_step_trials", "samples_per_iteration",
+]

@@ -26,7 +26,14 @@ to improve). Estimators: ``exact`` (advantages from :mod:`cpi.exact`) and ``mont
 Every iteration also records exact diagnostics (not counted as samples): ``V^pi(D)``, the
 K&L policy advantage ``Adv = E_{d_{pi,D}} E_{pi2} A_pi``, ``eps = max_s |E_{pi2} A_pi(s)|``,
 the bound's predicted gain (K&L Theorem 4.1, or its finite-horizon form when ``gamma == 1``)
-and the realised gain ``V^{new}(D) - V^pi(D)``.
+and the realised gain ``V^{new}(D) - V^pi(D)``; and its cost: rollout trajectories
+(``2 n_states |A| n_rollouts`` per Monte-Carlo iteration), rollout and reset environment steps.
+A run ends at the target (reached up to round-off), the sample budget, K&L's stopping rule,
+``max_iter``, or when the oracle finds no improvable state; ``CPIResult.stop`` says which.
+
+What the RR vs CARO rates predict for each of these quantities (per-iteration samples,
+first-iteration gain, samples to a target) is in ``docs/resets.md``;
+:mod:`cpi.complexity` measures the per-iteration ones.
 """
 from __future__ import annotations
 
@@ -139,6 +146,7 @@ class CPIStep(NamedTuple):
     rollout_steps: int  # environment steps of this iteration's Q rollouts
     reset_steps: int  # environment steps spent drawing reset states
     samples: int  # cumulative rollout + reset steps after this iteration
+    rollouts: int = 0  # trajectories of this iteration's Q rollouts (n_states * A * n_rollouts per batch)
 
 
 @dataclass
@@ -150,6 +158,7 @@ class CPIResult:
     value: float  # V^pi(D) of the final policy
     suboptimality: float  # V*(D) - V^pi(D) of the final policy
     samples: int  # total environment steps
+    rollouts: int = 0  # total Q-rollout trajectories
 
     def table(self) -> dict:
         """History as a dict of arrays (one entry per :class:`CPIStep` field)."""
@@ -216,6 +225,23 @@ def _step_size(cfg, mdp, consts, adv_hat, delta_pi, delta_A, L):
     return B.spi_finite_horizon_step_size(L * adv_hat, delta_pi, delta_A, consts["H"])
 
 
+def _step_constants(mdp, cfg) -> dict:
+    """The constants of the step rules: ``r_max`` (discounted), ``H`` and ``adv_max`` (episodic)."""
+    consts = {}
+    if mdp.gamma < 1.0:
+        span = max(float(mdp.R.max()), 0.0) - min(float(mdp.R.min()), 0.0)
+        consts["r_max"] = cfg.r_max or (span if span > 0 else 1.0)
+    else:
+        H = mdp.max_length
+        if H is None:
+            raise ValueError("gamma == 1 needs a bound on episode length (a DAG MDP or "
+                             "horizon=...) for CPI's finite-horizon step rules and bound")
+        consts["H"] = int(H)
+        if cfg.step == "kakade_langford":
+            consts["adv_max"] = cfg.adv_max or advantage_bound(mdp)
+    return consts
+
+
 def _estimate_exact(mdp, pi, Q, adv, reset):
     nu = reset.distribution(mdp, pi, adv)
     pi2 = np.where((nu > 0)[:, None], greedy(Q), pi)
@@ -252,26 +278,17 @@ def cpi(mdp: TabularMDP, config: CPIConfig | None = None, pi0=None, **overrides)
         raise TypeError(f"config must be a CPIConfig; got {type(cfg).__name__}")
     pi = mdp.uniform_policy() if pi0 is None else mdp.check_policy(pi0, "pi0").copy()
     reset = make_reset(cfg.reset, tau=cfg.tau, q=cfg.q)
-    gamma, D = mdp.gamma, mdp.initial
-    consts = {}
-    if gamma < 1.0:
-        span = max(float(mdp.R.max()), 0.0) - min(float(mdp.R.min()), 0.0)
-        consts["r_max"] = cfg.r_max or (span if span > 0 else 1.0)
-    else:
-        H = mdp.max_length
-        if H is None:
-            raise ValueError("gamma == 1 needs a bound on episode length (a DAG MDP or "
-                             "horizon=...) for CPI's finite-horizon step rules and bound")
-        consts["H"] = int(H)
-        if cfg.step == "kakade_langford":
-            consts["adv_max"] = cfg.adv_max or advantage_bound(mdp)
-    vstar = float(D @ optimal(mdp)[0])
+    D = mdp.initial
+    consts = _step_constants(mdp, cfg)
+    V_star = optimal(mdp)[0]
+    vstar = float(D @ V_star)
+    tol = B.tolerance(V_star)  # "target reached" up to round-off (0.5000000000000002 x sub0 is 0.5 x sub0)
 
-    history, samples, stop = [], 0, "max_iter"
+    history, samples, rollouts, stop = [], 0, 0, "max_iter"
     ev = evaluate(mdp, pi)
     for k in range(cfg.max_iter):
         v = float(D @ ev.V)
-        if cfg.target_suboptimality is not None and vstar - v <= cfg.target_suboptimality:
+        if cfg.target_suboptimality is not None and vstar - v <= cfg.target_suboptimality + tol:
             stop = "target"
             break
         if cfg.max_samples is not None and samples >= cfg.max_samples:
@@ -289,9 +306,11 @@ def cpi(mdp: TabularMDP, config: CPIConfig | None = None, pi0=None, **overrides)
             stop = "no_improvable_state"
             break
         samples += ro + rs
+        n_ro = 0 if cfg.estimator == "exact" else 2 * cfg.n_states * mdp.A * cfg.n_rollouts
+        rollouts += n_ro
         if adv_hat < 2.0 * cfg.epsilon / 3.0:
             history.append(_record(mdp, pi, pi2, adv, ev, v, vstar, adv_hat, 0.0, v, cfg,
-                                   ro, rs, samples, consts))
+                                   ro, rs, samples, consts, n_ro))
             if cfg.on_small_adv == "stop":
                 stop = "converged"
                 break
@@ -301,14 +320,14 @@ def cpi(mdp: TabularMDP, config: CPIConfig | None = None, pi0=None, **overrides)
         pi_new = (1.0 - alpha) * pi + alpha * pi2
         ev_new = evaluate(mdp, pi_new)
         history.append(_record(mdp, pi, pi2, adv, ev, v, vstar, adv_hat, alpha,
-                               float(D @ ev_new.V), cfg, ro, rs, samples, consts))
+                               float(D @ ev_new.V), cfg, ro, rs, samples, consts, n_ro))
         pi, ev = pi_new, ev_new
     v = float(D @ ev.V)
-    return CPIResult(pi, history, stop, cfg, v, vstar - v, samples)
+    return CPIResult(pi, history, stop, cfg, v, vstar - v, samples, rollouts)
 
 
 def _record(mdp, pi, pi2, adv, ev, v, vstar, adv_hat, alpha, v_new, cfg, ro, rs, samples,
-            consts):
+            consts, n_ro):
     adv_s = B.state_advantage(pi2, adv)
     Adv, eps = float(ev.d @ adv_s), B.kl_eps(adv_s)
     if mdp.gamma < 1.0:
@@ -318,5 +337,5 @@ def _record(mdp, pi, pi2, adv, ev, v, vstar, adv_hat, alpha, v_new, cfg, ro, rs,
     p = (reach_probability(mdp, pi, improvable_states(mdp, pi, cfg.tau, adv)) if cfg.track_p
          else float("nan"))
     return CPIStep(v, vstar - v, float(adv_hat), Adv, eps, float(alpha), float(pred),
-                   v_new - v, p, int(ro), int(rs), int(samples))
+                   v_new - v, p, int(ro), int(rs), int(samples), int(n_ro))
 

@@ -1,7 +1,8 @@
 """Reset (restart) distributions: where sample-based CPI restarts its rollouts.
 
 A reset distribution maps ``(mdp, pi)`` to a distribution ``nu`` over states (S,) and can
-sample from it, returning the environment steps that sampling took (DESIGN.md section 3):
+sample from it, returning the environment steps that sampling took (``docs/resets.md``, which
+also states the CPI-RR vs CPI-CARO rates and which quantity each of their slopes is about):
 
 ========== =========================================================== ===================
 name       ``nu``                                                       LLM analogue
@@ -38,7 +39,7 @@ from .mdp import TabularMDP
 from .sampling import sample_from, sample_states
 
 __all__ = ["NoImprovableState", "ResetDistribution", "Start", "RandomReset", "Oracle", "Noisy",
-           "make_reset", "improvable_states", "reach_probability", "RESETS"]
+           "make_reset", "improvable_states", "reach_probability", "roundoff", "RESETS"]
 
 RESETS = ("start", "random", "oracle", "noisy")
 
@@ -54,16 +55,29 @@ def _check_tau(tau):
     return tau
 
 
+def roundoff(mdp: TabularMDP) -> float:
+    """Round-off allowance on advantages: ``1e-10 * max(1, max|R| * h)``.
+
+    ``h`` is the longest episode (DAGs / declared horizons), ``1/(1-gamma)`` when discounted,
+    else 1; ``max|R| * h`` bounds ``|V|``. ``A = Q - V`` of actions that are exactly equal is
+    ``~1e-16 |V|`` in float64 (``V`` averages the ``Q``), so with ``tau = 0`` a state whose actions
+    are all the same would otherwise count as improvable.
+    """
+    h = mdp.max_length if mdp.gamma == 1.0 else 1.0 / (1.0 - mdp.gamma)
+    return 1e-10 * max(1.0, float(np.abs(mdp.R).max()) * float(h or 1.0))
+
+
 def improvable_states(mdp: TabularMDP, pi, tau: float, adv=None) -> np.ndarray:
     """Bool mask (S,): ``max_a A_pi(s, a) > tau`` on non-terminal states.
 
+    Up to round-off: an advantage must exceed ``tau`` by more than :func:`roundoff`.
     ``adv`` (S, A) may pass precomputed advantages ``A_pi``.
     """
     tau = _check_tau(tau)
     adv = advantages(mdp, pi) if adv is None else np.asarray(adv, dtype=np.float64)
     if adv.shape != (mdp.S, mdp.A):
         raise ValueError(f"adv must have shape (S, A) = ({mdp.S}, {mdp.A}); got {adv.shape}")
-    return (adv.max(axis=1) > tau) & ~mdp.terminal
+    return (adv.max(axis=1) > tau + roundoff(mdp)) & ~mdp.terminal
 
 
 def reach_probability(mdp: TabularMDP, pi, mask, start=None) -> float:

@@ -9,7 +9,8 @@ Steps, in order (each a script that also runs on its own):
 
 1. ``bounds``      experiments/check_bounds.py      every CPI bound on random MDPs, slack table
 2. ``pg_td``       experiments/check_pg_td.py       policy-gradient and TD results, slack table, figures
-3. ``resets``      experiments/reset_complexity.py  RR vs CARO vs noisy vs start: samples vs p_pi, slopes
+3. ``resets``      experiments/reset_complexity.py  the reset theorem on the gated trap: per-iteration
+                                                    samples, exact gain, end to end vs p_pi (slopes)
 4. ``ippo``        experiments/iterative_ppo.py     Iterative PPO: reduction checks, batch online vs offline
 5. ``tiny``        python -m llm.tiny               the warm-started tiny default (cached)
 6. ``llm``         experiments/llm_compare.py       GRPO / RRPO / SRPO / oracle, equal budgets, seeds
@@ -46,7 +47,7 @@ def step_commands(profile: str, figs: Path, runs: Path) -> dict[str, list[str]]:
                       ics=["--profile", "smoke", "--model", str(runs / "micro")]),
         "quick": dict(bounds=[], pg_td=[], resets=["--quick"], ippo=["--quick"], llm=["--profile", "quick"],
                       ics=["--profile", "quick"]),
-        "full": dict(bounds=["--cases", "20000"], pg_td=["--full"], resets=[], ippo=["--full"],
+        "full": dict(bounds=["--cases", "20000"], pg_td=["--full"], resets=["--full"], ippo=["--full"],
                      llm=["--profile", "full"], ics=["--profile", "full"]),
     }[profile]
     tiny = ([PY, "-c", f"from llm.tiny import micro_policy; micro_policy(0).save_pretrained({str(runs / 'micro')!r})"]

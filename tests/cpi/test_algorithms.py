@@ -133,3 +133,33 @@ def test_episodic_without_length_bound_raises():
                          terminal=[2])
     with pytest.raises(ValueError, match="bound on episode length"):
         run_cpi(mdp)
+
+
+def test_target_is_reached_up_to_roundoff():
+    """Exact SPI with the oracle halves the gated trap's suboptimality in one step (alpha = 1/2);
+    in float64 the result is 0.5000000000000104 x sub0, which must count as reaching 0.5 x sub0."""
+    mdp = cpi.gated_trap(0.2)
+    sub0 = float(mdp.initial @ (cpi.optimal(mdp)[0] - cpi.value(mdp, mdp.uniform_policy())))
+    res = run_cpi(mdp, reset="oracle", tau=0.1, step="spi", estimator="exact", epsilon=1e-12,
+                  target_suboptimality=0.5 * sub0, max_iter=5)
+    assert res.history[0].alpha == pytest.approx(0.5)
+    assert res.suboptimality > 0.5 * sub0  # round-off above the target ...
+    assert res.stop == "target" and len(res.history) == 1  # ... and still reached
+
+
+def test_monte_carlo_cpi_counts_rollout_trajectories_and_labels_why_it_stopped():
+    mdp = cpi.gated_trap(0.3)
+    sub0 = float(mdp.initial @ (cpi.optimal(mdp)[0] - cpi.value(mdp, mdp.uniform_policy())))
+    kw = dict(estimator="monte_carlo", step="kakade_langford", tau=0.1, n_states=7, n_rollouts=2,
+              epsilon=1e-12, on_small_adv="continue", max_iter=10 ** 5, seed=3)
+    res = run_cpi(mdp, reset="oracle", target_suboptimality=0.5 * sub0, **kw)
+    assert res.stop == "target"
+    assert res.rollouts == len(res.history) * 2 * 7 * 3 * 2  # two batches x n x |A| x n_rollouts
+    assert np.all(res.table()["rollouts"] == 2 * 7 * 3 * 2)
+    budget = run_cpi(mdp, reset="random", target_suboptimality=0.5 * sub0, max_samples=2000, **kw)
+    assert budget.stop == "max_samples" and budget.suboptimality > 0.5 * sub0
+    # past ~0.83 at the gate nothing is improvable with tau = 0.1: the oracle stops by itself
+    stuck = run_cpi(mdp, reset="oracle", target_suboptimality=1e-6, **kw)
+    assert stuck.stop == "no_improvable_state"
+    pi = stuck.pi[mdp.info["gate"], mdp.info["good_action"]]
+    assert (1 - pi) * 0.6 <= 0.1 + 1e-9

@@ -110,3 +110,14 @@ def test_oracle_without_support_raises_and_falls_back():
 def test_bad_inputs_raise(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_round_off_advantages_are_not_improvable():
+    """At the gated trap's root every action is the same; A = Q - V is ~1e-16 there, not > 0."""
+    mdp = cpi.gated_trap(0.1)
+    pi = mdp.uniform_policy()
+    adv = cpi.advantages(mdp, pi)
+    assert adv[0].max() > 0  # round-off ...
+    assert np.flatnonzero(improvable_states(mdp, pi, 0.0)).tolist() == [mdp.info["gate"]]  # ... ignored
+    nu = Oracle(0.0).distribution(mdp, pi)
+    assert nu[mdp.info["gate"]] == 1.0
