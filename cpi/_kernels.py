@@ -1,14 +1,54 @@
 """Private numba kernels for tabular MDPs.
 
 Plain loops over the CSR arrays of ``P`` (shape ``(S*A, S)``, row ``s*A + a``). They never
-validate: the public layer (``cpi.mdp``, ``cpi.exact``, ``cpi.sampling``) checks and converts
-its inputs to contiguous float64 / integer arrays before calling them. Each kernel has a
-plain-NumPy reference in the tests.
+raise on bad input: the public layer (``cpi.mdp``, ``cpi.exact``, ``cpi.sampling``) checks
+shapes and converts its inputs to contiguous float64 / integer arrays before calling them.
+Kernels that read a whole policy anyway (the DAG value pass, the compact ``P_pi`` build) also
+check it on the way (finite, non-negative, rows summing to one within ``tol``) and return a
+flag; the public layer then raises the error that names the state and action (see
+``TabularMDP.check_policy``). Each kernel has a plain-NumPy reference in the tests; the math
+and the layouts are in ``docs/cpi.md``.
 """
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
+
+FASTMATH_SUM = {"reassoc", "contract"}
+"""fastmath flags of the vector reductions of the Krylov solve: re-association lets LLVM
+vectorise a dot product (~6x faster at S = 20,000); no flag that assumes finite values, so
+NaN and inf still propagate to the residual check."""
+
+
+# ---------------------------------------------------------------------------------------
+# Policy validation (one pass)
+# ---------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def policy_violation(pi, tol):
+    """The first violation of "``pi`` (S, A) is row-stochastic", in one pass.
+
+    Returns ``(kind, s, a)``: ``kind == 0`` valid; ``1``: entry ``(s, a)`` is NaN, infinite or
+    negative (the first in row-major order); ``2``: row ``s`` (the first such row) does not
+    sum to one within ``tol`` (``a = -1``). An entry violation anywhere wins over a row sum,
+    as in the NumPy reference (entries checked first, then sums).
+    """
+    S, A = pi.shape
+    bad_row = -1
+    for s in range(S):
+        tot = 0.0
+        for a in range(A):
+            p = pi[s, a]
+            if not (p >= 0.0 and p < np.inf):
+                return 1, s, a
+            tot += p
+        if bad_row < 0 and abs(tot - 1.0) > tol:
+            bad_row = s
+    if bad_row >= 0:
+        return 2, bad_row, -1
+    return 0, -1, -1
+
 
 # ---------------------------------------------------------------------------------------
 # Structure: proper policies, topological order
@@ -91,21 +131,36 @@ def topological_order(indptr, indices, S, A, terminal):
 
 
 @nb.njit(cache=True)
-def dag_value(order, indptr, indices, data, R, pi, gamma, terminal, A, V):
-    """Backward pass in reverse topological order: ``V(s) = sum_a pi(a|s) (R + gamma P V)``."""
+def dag_value(order, indptr, indices, data, R, pi, gamma, terminal, A, V, tol):
+    """Backward pass in reverse topological order: ``V(s) = sum_a pi(a|s) (R + gamma P V)``,
+    ``V = 0`` on terminal states.
+
+    Checks ``pi`` on the way (every row, terminal ones included): returns False when an entry
+    is NaN, infinite or negative or a row does not sum to one within ``tol`` (``V`` is then
+    meaningless); the caller raises the error that names the entry.
+    """
     S = V.shape[0]
+    ok = True
     for i in range(S - 1, -1, -1):
         s = order[i]
+        tot = 0.0
         if terminal[s]:
+            for a in range(A):
+                p = pi[s, a]
+                ok &= (p >= 0.0) & (p < np.inf)
+                tot += p
             V[s] = 0.0
-            continue
-        v = 0.0
-        for a in range(A):
-            p = pi[s, a]
-            if p == 0.0:
-                continue
-            v += p * (R[s, a] + gamma * _row_dot(indptr, indices, data, s * A + a, V))
-        V[s] = v
+        else:
+            v = 0.0
+            for a in range(A):
+                p = pi[s, a]
+                ok &= (p >= 0.0) & (p < np.inf)
+                tot += p
+                if p != 0.0:
+                    v += p * (R[s, a] + gamma * _row_dot(indptr, indices, data, s * A + a, V))
+            V[s] = v
+        ok &= abs(tot - 1.0) <= tol
+    return ok
 
 
 @nb.njit(cache=True)
@@ -125,7 +180,7 @@ def dag_optimal(order, indptr, indices, data, R, gamma, terminal, A, V, act):
 def dag_visits(order, indptr, indices, data, pi, gamma, terminal, A, m):
     """Forward pass in topological order: discounted visit mass, ``m`` starts as ``mu``.
 
-    Terminal states only receive mass (their absorbing self-loop is handled by the caller).
+    Terminal states only receive mass (their absorbing self-loop is :func:`finish_visits`).
     """
     S = m.shape[0]
     for i in range(S):
@@ -142,6 +197,21 @@ def dag_visits(order, indptr, indices, data, pi, gamma, terminal, A, m):
             row = s * A + a
             for k in range(indptr[row], indptr[row + 1]):
                 m[indices[k]] += w * data[k]
+
+
+@nb.njit(cache=True)
+def finish_visits(m, terminal, gamma):
+    """In place, after the visit pass or solve: the mass ``m[t]`` arriving at a terminal state
+    self-loops forever, so it becomes ``m[t] / (1 - gamma)`` (``gamma < 1``) or is dropped
+    (``gamma == 1``: the episodic occupancy counts non-terminal visits); negative round-off of a
+    Krylov solve is clipped to 0 (NaN is kept)."""
+    for s in range(m.shape[0]):
+        x = m[s]
+        if terminal[s]:
+            x = x / (1.0 - gamma) if gamma < 1.0 else 0.0
+        if x < 0.0:
+            x = 0.0
+        m[s] = x
 
 
 PARALLEL_MIN_NNZ = 500_000
@@ -219,28 +289,37 @@ def bellman_sweep_parallel(indptr, indices, data, R, gamma, V, V_out, act_out, o
 
 
 # ---------------------------------------------------------------------------------------
-# Policy evaluation without BLAS: compact P_pi and a numba BiCGSTAB (first written as the
-# benchmark prototype experiments/bench/proto_eval.py; OpenBLAS level-1 threads stall on a busy
-# shared machine and P_pi with zero-weight actions costs A times the mat-vec work)
+# Policy evaluation on cyclic MDPs: compact P_pi and a numba BiCGSTAB (no BLAS: OpenBLAS
+# level-1 threads stall on a busy shared machine; P_pi keeps only actions with pi > 0, so a
+# deterministic policy costs 1/A of the mat-vec work)
 # ---------------------------------------------------------------------------------------
 
 
 @nb.njit(cache=True)
-def compact_ppi(indptr, indices, data, pi, terminal, A):
-    """CSR arrays of ``P_pi`` (S, S): ``P_pi[s] = sum_a pi(a|s) P(.|s, a)``, entries with
-    ``pi(a|s) == 0`` and terminal rows left out (duplicate columns kept; the mat-vec sums)."""
+def compact_ppi(indptr, indices, data, pi, terminal, A, tol):
+    """CSR arrays ``(ip, ix, dx)`` of ``P_pi`` (S, S): ``P_pi[s] = sum_a pi(a|s) P(.|s, a)``,
+    entries with ``pi(a|s) == 0`` and terminal rows left out (duplicate columns kept; the
+    mat-vec sums them), and ``ok``: the policy check of :func:`policy_violation` (every row,
+    terminal ones included), done on the pass that counts the entries."""
     S = terminal.shape[0]
     ip = np.zeros(S + 1, np.int64)
+    ok = True
     for s in range(S):
         n = 0
-        if not terminal[s]:
-            for a in range(A):
-                if pi[s, a] > 0.0:
-                    row = s * A + a
-                    n += indptr[row + 1] - indptr[row]
+        tot = 0.0
+        for a in range(A):
+            p = pi[s, a]
+            ok &= (p >= 0.0) & (p < np.inf)
+            tot += p
+            if p > 0.0 and not terminal[s]:
+                row = s * A + a
+                n += indptr[row + 1] - indptr[row]
+        ok &= abs(tot - 1.0) <= tol
         ip[s + 1] = ip[s] + n
     ix = np.empty(ip[S], indices.dtype)
     dx = np.empty(ip[S], np.float64)
+    if not ok:
+        return ip, ix, dx, ok
     for s in range(S):
         if terminal[s]:
             continue
@@ -253,12 +332,22 @@ def compact_ppi(indptr, indices, data, pi, terminal, A):
                     ix[k] = indices[j]
                     dx[k] = p * data[j]
                     k += 1
-    return ip, ix, dx
+    return ip, ix, dx, ok
+
+
+@nb.njit(cache=True, inline="always")
+def _apply_rows(ip, ix, dx, g, x, y, lo, hi):
+    for s in range(lo, hi):
+        acc = 0.0
+        for k in range(ip[s], ip[s + 1]):
+            acc += dx[k] * x[ix[k]]
+        y[s] = x[s] - g * acc
 
 
 @nb.njit(cache=True)
 def ppi_apply(ip, ix, dx, g, x, y, transpose):
-    """``y = x - g P x`` or, with ``transpose``, ``y = x - g P^T x``."""
+    """``y = x - g P x`` or, with ``transpose``, ``y = x - g P^T x`` (a scatter: no explicit
+    transpose is built)."""
     S = x.shape[0]
     if transpose:
         for s in range(S):
@@ -269,28 +358,50 @@ def ppi_apply(ip, ix, dx, g, x, y, transpose):
                 for k in range(ip[s], ip[s + 1]):
                     y[ix[k]] -= dx[k] * xs
     else:
-        for s in range(S):
-            acc = 0.0
-            for k in range(ip[s], ip[s + 1]):
-                acc += dx[k] * x[ix[k]]
-            y[s] = x[s] - g * acc
+        _apply_rows(ip, ix, dx, g, x, y, 0, S)
+
+
+@nb.njit(cache=True, parallel=True)
+def ppi_apply_parallel(ip, ix, dx, g, x, y, nblk):
+    """``y = x - g P x`` with ``nblk`` contiguous blocks of rows in parallel (a ``prange``
+    directly over rows compiles to a slower loop, see :func:`bellman_sweep_parallel`)."""
+    S = x.shape[0]
+    step = (S + nblk - 1) // nblk
+    for b in nb.prange(nblk):
+        _apply_rows(ip, ix, dx, g, x, y, b * step, min(S, (b + 1) * step))
+
+
+@nb.njit(cache=True, fastmath=FASTMATH_SUM)
+def _dot(u, v):
+    acc = 0.0
+    for i in range(u.shape[0]):
+        acc += u[i] * v[i]
+    return acc
 
 
 @nb.njit(cache=True)
-def bicgstab(ip, ix, dx, g, b, transpose, rtol, maxiter):
-    """Solve ``(I - g P) x = b`` (or the transposed system); returns ``(x, iters, res)``
-    where ``res`` is the true residual ``max |b - (I - gP) x|`` at exit. On a breakdown
-    (``rho == 0``, ``omega == 0``) it restarts with the current residual as shadow residual."""
+def _apply(ip, ix, dx, g, x, y, transpose, nblk):
+    if nblk > 0 and not transpose:
+        ppi_apply_parallel(ip, ix, dx, g, x, y, nblk)
+    else:
+        ppi_apply(ip, ix, dx, g, x, y, transpose)
+
+
+@nb.njit(cache=True)
+def bicgstab(ip, ix, dx, g, b, x0, transpose, rtol, maxiter, nblk):
+    """Solve ``(I - g P) x = b`` (or the transposed system) from ``x0`` by BiCGSTAB (van der
+    Vorst 1992, SIAM J. Sci. Stat. Comput. 13(2), Alg. Bi-CGSTAB) until
+    ``||r||_2 <= rtol ||b||_2``; returns ``(x, iters, res)`` where ``res`` is the true residual
+    ``max |b - (I - gP) x|`` at exit. ``nblk > 0``: mat-vecs in ``nblk`` parallel blocks
+    (untransposed only). On a breakdown (``rho == 0``, ``omega == 0``) it restarts with the
+    current residual as shadow residual."""
     S = b.shape[0]
-    x = b.copy()
+    x = x0.copy()
     r = np.empty(S)
-    ppi_apply(ip, ix, dx, g, x, r, transpose)
-    bn = 0.0
+    _apply(ip, ix, dx, g, x, r, transpose, nblk)
     for i in range(S):
         r[i] = b[i] - r[i]
-        bn += b[i] * b[i]
-    bn = np.sqrt(bn)
-    tol = rtol * bn
+    tol = rtol * np.sqrt(_dot(b, b))
     rh = r.copy()
     p = np.zeros(S)
     v = np.zeros(S)
@@ -299,14 +410,10 @@ def bicgstab(ip, ix, dx, g, b, transpose, rtol, maxiter):
     rho = alpha = omega = 1.0
     it = 0
     resets = 0
-    rn = 0.0
-    for i in range(S):
-        rn += r[i] * r[i]
+    rn = _dot(r, r)
     while np.sqrt(rn) > tol and it < maxiter:
         it += 1
-        rho_new = 0.0
-        for i in range(S):
-            rho_new += rh[i] * r[i]
+        rho_new = _dot(rh, r)
         if rho_new == 0.0 or omega == 0.0:
             # breakdown: restart with the current residual as the shadow residual
             if resets >= 50:
@@ -321,39 +428,32 @@ def bicgstab(ip, ix, dx, g, b, transpose, rtol, maxiter):
         beta = (rho_new / rho) * (alpha / omega)
         for i in range(S):
             p[i] = r[i] + beta * (p[i] - omega * v[i])
-        ppi_apply(ip, ix, dx, g, p, v, transpose)
-        rv = 0.0
-        for i in range(S):
-            rv += rh[i] * v[i]
+        _apply(ip, ix, dx, g, p, v, transpose, nblk)
+        rv = _dot(rh, v)
         if rv == 0.0:
             omega = 0.0  # forces a restart
             continue
         alpha = rho_new / rv
-        sn = 0.0
         for i in range(S):
             s[i] = r[i] - alpha * v[i]
-            sn += s[i] * s[i]
-        if np.sqrt(sn) <= tol:
+        if np.sqrt(_dot(s, s)) <= tol:
             for i in range(S):
                 x[i] += alpha * p[i]
             break
-        ppi_apply(ip, ix, dx, g, s, t, transpose)
-        ts = 0.0
-        tt = 0.0
-        for i in range(S):
-            ts += t[i] * s[i]
-            tt += t[i] * t[i]
-        omega = ts / tt if tt > 0.0 else 0.0
-        rn = 0.0
+        _apply(ip, ix, dx, g, s, t, transpose, nblk)
+        tt = _dot(t, t)
+        omega = _dot(t, s) / tt if tt > 0.0 else 0.0
         for i in range(S):
             x[i] += alpha * p[i] + omega * s[i]
             r[i] = s[i] - omega * t[i]
-            rn += r[i] * r[i]
+        rn = _dot(r, r)
         rho = rho_new
-    ppi_apply(ip, ix, dx, g, x, r, transpose)
+    _apply(ip, ix, dx, g, x, r, transpose, nblk)
     res = 0.0
     for i in range(S):
-        res = max(res, abs(b[i] - r[i]))
+        d = abs(b[i] - r[i])
+        if d > res or d != d:  # a NaN residual stays NaN and fails every check
+            res = d
     return x, it, res
 
 

@@ -1,6 +1,6 @@
 """The tabular Markov decision process and its validation.
 
-Notation (Kakade & Langford 2002; DESIGN.md section 3):
+Notation (Kakade & Langford 2002; ``docs/cpi.md``, "Conventions"):
 
 * ``S`` states, ``A`` actions. ``P`` is stored as a CSR matrix of shape ``(S*A, S)`` whose
   row ``s*A + a`` is ``P(. | s, a)``; a dense ``(S, A, S)`` array is accepted and converted.
@@ -17,6 +17,7 @@ is a linear-time backward or forward pass instead of a linear solve.
 """
 from __future__ import annotations
 
+import os
 from functools import cached_property
 
 import numpy as np
@@ -24,7 +25,20 @@ import scipy.sparse as sp
 
 from . import _kernels as K
 
-ROW_TOL = 1e-8  # tolerance on "rows sum to one" for P, pi and distributions
+ROW_TOL = 1e-8
+"""Tolerance on "rows sum to one" for float64 (and integer) ``P``, policies and distributions."""
+ROW_TOL_EPS = 64
+"""Lower-precision float inputs get ``max(ROW_TOL, ROW_TOL_EPS * eps)`` of their dtype (float32:
+7.6e-6): a row normalised in float32 sums to one only within a few float32 ulps."""
+
+
+def row_tolerance(dtype) -> float:
+    """Tolerance on "sums to one" for an input of ``dtype``: :data:`ROW_TOL` for float64 and
+    exact types, ``ROW_TOL_EPS`` machine epsilons for lower-precision floats."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and dtype.itemsize < 8:
+        return max(ROW_TOL, ROW_TOL_EPS * float(np.finfo(dtype).eps))
+    return ROW_TOL
 
 
 def _state_action(row: int, A: int) -> str:
@@ -102,6 +116,7 @@ class TabularMDP:
     # ------------------------------------------------------------------ validation
     @staticmethod
     def _check_P(P, S, A):
+        tol = row_tolerance(P.dtype if hasattr(P, "dtype") else np.float64)
         if sp.issparse(P):
             P = sp.csr_matrix(P, dtype=np.float64)
             if P.shape != (S * A, S):
@@ -130,7 +145,7 @@ class TabularMDP:
                              f"next state {P.indices[k]}")
         P.eliminate_zeros()
         sums = np.asarray(P.sum(axis=1)).ravel()
-        bad = np.flatnonzero(np.abs(sums - 1.0) > ROW_TOL)
+        bad = np.flatnonzero(np.abs(sums - 1.0) > tol)
         if bad.size:
             row = int(bad[0])
             raise ValueError(f"P row for {_state_action(row, A)} sums to {sums[row]:.12g}, "
@@ -150,6 +165,19 @@ class TabularMDP:
                     raise ValueError(f"terminal mask must have shape ({S},); got {t.shape}")
                 mask = t.copy()
             else:
+                if t.ndim > 1:
+                    raise ValueError(f"terminal must be a bool mask ({S},) or a 1-d array of state "
+                                     f"indices; got shape {t.shape}")
+                t = t.ravel()
+                if t.size and t.dtype.kind not in "iuf":
+                    raise ValueError(f"terminal must be a bool mask or integer state indices; got "
+                                     f"dtype {t.dtype}")
+                if t.size and t.dtype.kind == "f":
+                    frac = ~np.isfinite(t) | (t != np.round(t))
+                    if frac.any():  # e.g. 2.7 would silently become state 2
+                        k = int(np.flatnonzero(frac)[0])
+                        raise ValueError(f"terminal indices must be integers; got {t[k]} at "
+                                         f"position {k}")
                 if t.size and (t.min() < 0 or t.max() >= S):
                     raise ValueError(f"terminal indices must lie in [0, {S}); got {t.min()}..{t.max()}")
                 mask[t.astype(np.int64)] = True
@@ -171,13 +199,14 @@ class TabularMDP:
         return free / free.sum()
 
     def _check_distribution(self, mu, name):
+        tol = row_tolerance(getattr(mu, "dtype", np.float64))
         mu = np.ascontiguousarray(mu, dtype=np.float64)
         if mu.shape != (self.S,):
             raise ValueError(f"{name} must have shape (S,) = ({self.S},); got {mu.shape}")
         if not np.all(np.isfinite(mu)) or mu.min() < 0:
             s = int(np.flatnonzero(~(np.isfinite(mu) & (mu >= 0)))[0])
             raise ValueError(f"{name}[{s}] = {mu[s]}: a distribution must be finite and non-negative")
-        if abs(mu.sum() - 1.0) > ROW_TOL:
+        if abs(mu.sum() - 1.0) > tol:
             raise ValueError(f"{name} sums to {mu.sum():.12g}, not 1")
         return mu
 
@@ -269,20 +298,32 @@ class TabularMDP:
         """Dense ``(S, A, S)`` copy of ``P`` (small MDPs, tests)."""
         return self.P.toarray().reshape(self.S, self.A, self.S)
 
-    def check_policy(self, pi, name="pi") -> np.ndarray:
-        """Validate a row-stochastic ``(S, A)`` policy; returns it as contiguous float64."""
+    def as_policy(self, pi, name="pi") -> tuple[np.ndarray, float]:
+        """``(pi, tol)``: ``pi`` as a contiguous float64 ``(S, A)`` array (shape checked, entries
+        *not*) and the row-sum tolerance of its input dtype (:func:`row_tolerance`). For the
+        kernels that check the entries while they read them (``cpi.value``, ``cpi.evaluate``);
+        everything else calls :meth:`check_policy`."""
+        tol = row_tolerance(getattr(pi, "dtype", np.float64))
         pi = np.ascontiguousarray(pi, dtype=np.float64)
         if pi.shape != (self.S, self.A):
             raise ValueError(f"{name} must have shape (S, A) = ({self.S}, {self.A}); got {pi.shape}")
-        bad = ~np.isfinite(pi) | (pi < 0)
-        if bad.any():
-            s, a = np.argwhere(bad)[0]
+        return pi, tol
+
+    def check_policy(self, pi, name="pi") -> np.ndarray:
+        """Validate a row-stochastic ``(S, A)`` policy; returns it as contiguous float64.
+
+        One numba pass over ``pi`` (``cpi._kernels.policy_violation``). Raises ``ValueError``
+        naming the first bad entry (``pi[s, a] = -0.5``: NaN, infinite or negative; row-major
+        order) or, if every entry is fine, the first row that does not sum to one within
+        :func:`row_tolerance` of the input dtype.
+        """
+        pi, tol = self.as_policy(pi, name)
+        kind, s, a = K.policy_violation(pi, tol)
+        if kind == 1:
             raise ValueError(f"{name}[{s}, {a}] = {pi[s, a]}: policy entries must be finite and >= 0")
-        sums = pi.sum(axis=1)
-        badrow = np.flatnonzero(np.abs(sums - 1.0) > ROW_TOL)
-        if badrow.size:
-            s = int(badrow[0])
-            raise ValueError(f"{name} is not row-stochastic: row for state {s} sums to {sums[s]:.12g}")
+        if kind == 2:
+            raise ValueError(f"{name} is not row-stochastic: row for state {s} sums to "
+                             f"{pi[s].sum():.12g}")
         return pi
 
     def check_distribution(self, mu, name="mu") -> np.ndarray:
@@ -298,27 +339,83 @@ class TabularMDP:
                 f"nnz={self.P.nnz}, terminal={int(self.terminal.sum())}, {kind})")
 
 
-def time_augment(mdp: TabularMDP, H: int) -> TabularMDP:
-    """The ``H``-step finite-horizon version of ``mdp`` as a layered DAG MDP.
+def _memory_bytes() -> int | None:
+    """Physical memory of this machine in bytes, or None where unknown."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+AUGMENT_BYTES_PER_NNZ = 64
+"""Peak bytes per non-zero while :func:`time_augment` builds the layered ``P`` (COO triplets,
+their concatenation and the CSR conversion); used to refuse sizes that cannot fit up front."""
+
+
+def time_augment(mdp, H: int, gamma: float | None = None, *, initial=None,
+                 terminal=None) -> TabularMDP:
+    """The ``H``-step finite-horizon version of an MDP as a layered DAG MDP.
 
     State ``h*S + s`` is "state ``s`` at step ``h``" for ``h < H``; one extra terminal state
-    ``H*S`` ends every episode after ``H`` steps (and absorbs ``mdp``'s terminal states).
-    Its value at layer 0 is the ``H``-step value of ``mdp``; ``gamma`` is kept.
+    ``H*S`` ends every episode after ``H`` steps (and absorbs the base's terminal states).
+    Its value at layer 0 is the ``H``-step value of the base, discounted by ``gamma``.
+
+    Parameters
+    ----------
+    mdp : TabularMDP or (P, R)
+        The base MDP, or its raw transitions and rewards (validated as by :class:`TabularMDP`,
+        with ``initial`` and ``terminal``): an undiscounted finite-horizon problem on a cyclic
+        ``P`` cannot be a ``TabularMDP`` with ``gamma == 1`` itself, but its layered version can.
+    H : int
+        The horizon (number of steps), ``>= 1``.
+    gamma : float, optional
+        Discount of the layered MDP; default: the base MDP's ``gamma``, or ``1.0`` for raw
+        ``(P, R)``.
+    initial, terminal : optional
+        Only with raw ``(P, R)``: the base's start distribution and terminal states.
+
+    Raises
+    ------
+    ValueError
+        For ``H < 1``, for input a :class:`TabularMDP` rejects, and, before allocating, when the
+        layered MDP would not fit in this machine's memory (``AUGMENT_BYTES_PER_NNZ`` bytes per
+        non-zero while it is built).
     """
-    H = int(H)
-    if H < 1:
+    if isinstance(mdp, TabularMDP):
+        if initial is not None or terminal is not None:
+            raise TypeError("initial and terminal are given with raw (P, R) only; a TabularMDP "
+                            "carries its own")
+        base = mdp
+    elif isinstance(mdp, (tuple, list)) and len(mdp) == 2:
+        # gamma = 0 only validates P, R, initial and terminal (no properness check needed:
+        # the layered MDP is a DAG whatever P's cycles)
+        base = TabularMDP(mdp[0], mdp[1], 0.0, initial=initial, terminal=terminal, name="mdp")
+        gamma = 1.0 if gamma is None else gamma
+    else:
+        raise TypeError(f"mdp must be a cpi.TabularMDP or a pair (P, R); got {type(mdp).__name__}")
+    if int(H) != H or H < 1:
         raise ValueError(f"H must be a positive integer; got {H}")
-    S, A = mdp.S, mdp.A
+    H = int(H)
+    gamma = base.gamma if gamma is None else gamma
+    S, A = base.S, base.A
     end = H * S  # the single terminal state closing every episode
-    P = mdp.P.tocoo()
-    live = ~mdp.terminal[P.row // A]
+    P = base.P.tocoo()
+    live = ~base.terminal[P.row // A]
+    n_term = int(base.terminal.sum())
+    nnz = H * (int(live.sum()) + n_term * A) + A
+    need = nnz * AUGMENT_BYTES_PER_NNZ + 4 * (end + 1) * A * 8
+    have = _memory_bytes()
+    if have is not None and need > have:
+        raise ValueError(f"time_augment with H = {H} would build an MDP with {end + 1:,} states "
+                         f"and {nnz:,} non-zeros, about {need / 1e9:.3g} GB while it is built; "
+                         f"this machine has {have / 1e9:.3g} GB")
     r, c, p = P.row[live], P.col[live], P.data[live]
     rows, cols, vals = [], [], []
     for h in range(H):
         rows.append(h * S * A + r)
         cols.append(np.full(c.shape, end) if h == H - 1 else (h + 1) * S + c)
         vals.append(p)
-        for s in np.flatnonzero(mdp.terminal):  # mdp's terminal states stay absorbing
+        for s in np.flatnonzero(base.terminal):  # the base's terminal states stay absorbing
             rows.append((h * S + s) * A + np.arange(A))
             cols.append(np.full(A, h * S + s))
             vals.append(np.ones(A))
@@ -328,11 +425,11 @@ def time_augment(mdp: TabularMDP, H: int) -> TabularMDP:
     Pa = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                        shape=((end + 1) * A, end + 1))
     R = np.zeros((end + 1, A))
-    R[:end] = np.tile(np.where(mdp.terminal[:, None], 0.0, mdp.R), (H, 1))
-    terminal = np.zeros(end + 1, np.bool_)
-    terminal[end] = True
-    terminal[:end] = np.tile(mdp.terminal, H)
-    initial = np.zeros(end + 1)
-    initial[:S] = mdp.initial
-    return TabularMDP(Pa, R, mdp.gamma, initial=initial, terminal=terminal,
-                      horizon=H, name=f"{mdp.name}[H={H}]", info={"base": mdp.name, "H": H})
+    R[:end] = np.tile(np.where(base.terminal[:, None], 0.0, base.R), (H, 1))
+    term = np.zeros(end + 1, np.bool_)
+    term[end] = True
+    term[:end] = np.tile(base.terminal, H)
+    init = np.zeros(end + 1)
+    init[:S] = base.initial
+    return TabularMDP(Pa, R, gamma, initial=init, terminal=term,
+                      horizon=H, name=f"{base.name}[H={H}]", info={"base": base.name, "H": H})
