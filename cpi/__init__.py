@@ -1,46 +1,50 @@
 """cpi: exact, fast tabular MDPs for Conservative Policy Iteration with resets.
 
-Conventions are in DESIGN.md section 3: unnormalised values, normalised occupancy,
-``P`` as CSR ``(S*A, S)``, policies ``(S, A)``.
+Conventions (``docs/cpi.md``): unnormalised values, normalised occupancy, ``P`` as CSR
+``(S*A, S)`` with row ``s*A + a``, policies ``(S, A)`` row-stochastic.
 """
+# MDPs and their generators
+from .generators import combination_lock, garnet, lock_policy, thought_tree
+from .mdp import TabularMDP, time_augment
+
+# Exact values, occupancies and control
 from .exact import (Evaluation, advantages, bellman_sweep, effective_horizon, evaluate, greedy,
                     occupancy, optimal, policy_advantage, policy_matrix, q_from_v, q_values,
                     value)
-from .generators import combination_lock, garnet, lock_policy, thought_tree
-from .mdp import TabularMDP, time_augment
+
+# Monte-Carlo access (every environment step counted)
 from .sampling import Rollouts, rollout_returns, sample_from, sample_states
 
+# Conservative Policy Iteration with reset distributions; its bounds in cpi.bounds
+from . import bounds
+from .algorithms import (CPIConfig, CPIResult, CPIStep, advantage_bound, mc_advantage,
+                         mc_q_estimates, run_cpi)
+from .resets import (Noisy, NoImprovableState, Oracle, RandomReset, ResetDistribution, Start,
+                     improvable_states, make_reset, reach_probability)
+
+# Policy gradient and TD(0); their bounds in cpi.pg_bounds
+from . import pg_bounds
+from .pg import (PGConfig, PGTrace, direct_gradient, natural_pg, policy_iteration, projected_pg,
+                 run_pg, soft_policy_iteration, softmax_gradient, softmax_pg)
+from .td import (MRP, TDProblem, make_mrp, mean_path_td, one_step_improvement, random_mrp,
+                 sampled_td, td_problem, td_q_estimate)
+
 __all__ = [
+    # MDPs and their generators
     "TabularMDP", "time_augment", "garnet", "thought_tree", "combination_lock", "lock_policy",
+    # exact values, occupancies and control
     "value", "q_values", "q_from_v", "advantages", "occupancy", "evaluate", "Evaluation",
     "effective_horizon", "policy_advantage", "policy_matrix", "greedy", "bellman_sweep",
-    "optimal", "sample_states", "rollout_returns", "sample_from", "Rollouts",
-]
-
-# Policy-gradient and TD(0) theory (issue 4); bounds in cpi.pg_bounds.
-from . import pg_bounds  # noqa: E402
-from .pg import (PGConfig, PGTrace, direct_gradient, natural_pg, policy_iteration,  # noqa: E402
-                 projected_pg, run_pg, soft_policy_iteration, softmax_gradient, softmax_pg)
-from .td import (MRP, TDProblem, make_mrp, mean_path_td, one_step_improvement,  # noqa: E402
-                 random_mrp, sampled_td, td_problem, td_q_estimate)
-
-__all__ += [
+    "optimal",
+    # Monte-Carlo access
+    "sample_states", "rollout_returns", "sample_from", "Rollouts",
+    # CPI with reset distributions
+    "bounds", "CPIConfig", "CPIResult", "CPIStep", "run_cpi", "advantage_bound", "mc_advantage",
+    "mc_q_estimates", "ResetDistribution", "Start", "RandomReset", "Oracle", "Noisy",
+    "NoImprovableState", "make_reset", "improvable_states", "reach_probability",
+    # policy gradient and TD(0)
     "pg_bounds", "PGConfig", "PGTrace", "run_pg", "projected_pg", "softmax_pg", "natural_pg",
     "soft_policy_iteration", "policy_iteration", "direct_gradient", "softmax_gradient",
     "MRP", "TDProblem", "make_mrp", "random_mrp", "td_problem", "mean_path_td", "sampled_td",
     "td_q_estimate", "one_step_improvement",
-]
-
-# CPI with reset distributions and the improvement bounds (issue 3)
-from . import bounds  # noqa: E402
-from .algorithms import (CPIConfig, CPIResult, CPIStep, advantage_bound,  # noqa: E402
-                         mc_advantage, mc_q_estimates)
-from .algorithms import cpi as run_cpi  # noqa: E402
-from .resets import (Noisy, NoImprovableState, Oracle, RandomReset,  # noqa: E402
-                     ResetDistribution, Start, improvable_states, make_reset, reach_probability)
-
-__all__ += [
-    "bounds", "CPIConfig", "CPIResult", "CPIStep", "run_cpi", "advantage_bound", "mc_advantage",
-    "mc_q_estimates", "ResetDistribution", "Start", "RandomReset", "Oracle", "Noisy",
-    "NoImprovableState", "make_reset", "improvable_states", "reach_probability",
 ]

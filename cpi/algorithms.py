@@ -31,6 +31,7 @@ and the realised gain ``V^{new}(D) - V^pi(D)``.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -42,7 +43,7 @@ from .mdp import TabularMDP
 from .resets import NoImprovableState, RESETS, improvable_states, make_reset, reach_probability
 from .sampling import rollout_returns
 
-__all__ = ["CPIConfig", "CPIStep", "CPIResult", "cpi", "mc_q_estimates", "mc_advantage",
+__all__ = ["CPIConfig", "CPIStep", "CPIResult", "run_cpi", "mc_q_estimates", "mc_advantage",
            "advantage_bound"]
 
 STEPS = ("kakade_langford", "spi", "fixed")
@@ -51,7 +52,7 @@ ESTIMATORS = ("exact", "monte_carlo")
 
 @dataclass
 class CPIConfig:
-    """Configuration of :func:`cpi`. Choices are validated in ``__post_init__``."""
+    """Configuration of :func:`run_cpi`. Choices are validated in ``__post_init__``."""
 
     reset: Literal["start", "random", "oracle", "noisy"] = "random"
     """Reset distribution ``nu`` (see :mod:`cpi.resets`)."""
@@ -237,10 +238,10 @@ def _estimate_mc(mdp, pi, reset, adv, cfg, seed):
     return pi2, mean, float(delta_A), st1 + st2, r1 + r2
 
 
-def cpi(mdp: TabularMDP, config: CPIConfig | None = None, pi0=None, **overrides) -> CPIResult:
+def run_cpi(mdp: TabularMDP, config: CPIConfig | None = None, pi0=None, **overrides) -> CPIResult:
     """Run Conservative Policy Iteration with a reset distribution; returns a :class:`CPIResult`.
 
-    ``config`` fields may be overridden by keyword (``cpi(mdp, reset="oracle", tau=0.1)``).
+    ``config`` fields may be overridden by keyword (``run_cpi(mdp, reset="oracle", tau=0.1)``).
     ``pi0`` defaults to the uniform policy. Episodic MDPs (``gamma == 1``) need a bound on the
     episode length (a DAG or ``horizon=``) for the finite-horizon step rules and bound.
     Implements: Kakade & Langford 2002, section 4 (CPI) and section 6 (sample-based CPI).
@@ -305,6 +306,18 @@ def cpi(mdp: TabularMDP, config: CPIConfig | None = None, pi0=None, **overrides)
         pi, ev = pi_new, ev_new
     v = float(D @ ev.V)
     return CPIResult(pi, history, stop, cfg, v, vstar - v, samples)
+
+
+
+def cpi(*args, **kwargs) -> CPIResult:
+    """Deprecated name of :func:`run_cpi` (``cpi.algorithms.cpi`` shadowed the package name).
+
+    Kept only so that code written against the old name on branches merged after the rename
+    keeps running (with a ``DeprecationWarning``); new code calls ``cpi.run_cpi``.
+    """
+    warnings.warn("cpi.algorithms.cpi is deprecated; use cpi.run_cpi", DeprecationWarning,
+                  stacklevel=2)
+    return run_cpi(*args, **kwargs)
 
 
 def _record(mdp, pi, pi2, adv, ev, v, vstar, adv_hat, alpha, v_new, cfg, ro, rs, samples,

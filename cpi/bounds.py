@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import discount, mixture_weight, positive
+
 __all__ = [
     "tolerance", "state_advantage", "kl_eps", "pdl_gain", "kl_lower_bound", "kl_step_size",
     "kl_guaranteed_gain", "kl_iteration_bound", "finite_horizon_lower_bound",
@@ -36,27 +38,11 @@ __all__ = [
 ]
 
 
-def _check_alpha(alpha):
-    alpha = float(alpha)
-    if not 0.0 <= alpha <= 1.0 or np.isnan(alpha):
-        raise ValueError(f"alpha must lie in [0, 1]; got {alpha}")
-    return alpha
+_EPISODIC = " (episodic MDPs use the finite-horizon forms)"
 
 
-def _check_gamma(gamma, allow_one=False):
-    gamma = float(gamma)
-    hi_ok = gamma <= 1.0 if allow_one else gamma < 1.0
-    if not (0.0 <= gamma and hi_ok):
-        raise ValueError(f"gamma must lie in [0, {'1]' if allow_one else '1)'}; got {gamma} "
-                         f"(episodic MDPs use the finite-horizon forms)")
-    return gamma
-
-
-def _check_pos(name, v, strict=True):
-    v = float(v)
-    if not (v > 0 if strict else v >= 0) or not np.isfinite(v):
-        raise ValueError(f"{name} must be {'> 0' if strict else '>= 0'} and finite; got {v}")
-    return v
+def _check_gamma(gamma):
+    return discount(gamma, note=_EPISODIC)
 
 
 def tolerance(V) -> float:
@@ -104,7 +90,7 @@ def kl_lower_bound(Adv, eps, alpha, gamma) -> float:
     same inequality after multiplying by ``1/(1-gamma)``). Discounted only (``gamma < 1``).
     """
     gamma = _check_gamma(gamma)
-    alpha = _check_alpha(alpha)
+    alpha = mixture_weight(alpha)
     denom = 1.0 - gamma * (1.0 - alpha)
     if denom == 0.0:  # gamma = 1 - 0 impossible here; alpha = 0 and gamma = 0 gives 1
         return 0.0
@@ -118,7 +104,7 @@ def kl_step_size(Adv, gamma, r_max) -> float:
     2002, Corollary 4.2 (their ``(1-gamma) A / (4R)`` with normalised ``A``; DESIGN.md section 3).
     """
     gamma = _check_gamma(gamma)
-    r_max = _check_pos("r_max", r_max)
+    r_max = positive("r_max", r_max)
     return float(min(1.0, max(0.0, (1.0 - gamma) ** 2 * Adv / (4.0 * r_max))))
 
 
@@ -129,7 +115,7 @@ def kl_guaranteed_gain(Adv, gamma, r_max) -> float:
     convention; DESIGN.md section 3). Holds at ``alpha = kl_step_size(Adv, gamma, r_max)``.
     """
     gamma = _check_gamma(gamma)
-    r_max = _check_pos("r_max", r_max)
+    r_max = positive("r_max", r_max)
     return (1.0 - gamma) * max(Adv, 0.0) ** 2 / (8.0 * r_max)
 
 
@@ -143,8 +129,8 @@ def kl_iteration_bound(epsilon, gamma, r_max) -> int:
     sample-based version whose estimates are ``eps/3``-accurate; exact advantages give 18).
     """
     gamma = _check_gamma(gamma)
-    epsilon = _check_pos("epsilon", epsilon)
-    r_max = _check_pos("r_max", r_max)
+    epsilon = positive("epsilon", epsilon)
+    r_max = positive("r_max", r_max)
     return int(np.ceil(18.0 * r_max ** 2 / ((1.0 - gamma) ** 2 * epsilon ** 2)))
 
 
@@ -159,7 +145,7 @@ def finite_horizon_lower_bound(adv_total, eps, alpha, H) -> float:
     (1-alpha)^h)``, and by the PDL ``gain = alpha sum_h E_new[adv_s(s_h)]``.
     Implements: DESIGN.md section 3 (finite horizon), after Kakade & Langford 2002, Thm 4.1.
     """
-    alpha = _check_alpha(alpha)
+    alpha = mixture_weight(alpha)
     H = int(H)
     if H < 1:
         raise ValueError(f"H must be a positive integer; got {H}")
@@ -178,7 +164,7 @@ def finite_horizon_step_size(adv_total, eps_bound, H) -> float:
     H = int(H)
     if H < 1:
         raise ValueError(f"H must be a positive integer; got {H}")
-    eps_bound = _check_pos("eps_bound", eps_bound)
+    eps_bound = positive("eps_bound", eps_bound)
     if adv_total <= 0:
         return 0.0
     if H == 1:
@@ -220,7 +206,7 @@ def spi_lower_bound(Adv, delta_pi, delta_A, alpha, gamma) -> float:
     ``Delta_pi <= 2`` and ``Delta_A <= 2 eps``, it is never weaker than K&L's relaxed bound.
     """
     gamma = _check_gamma(gamma)
-    alpha = _check_alpha(alpha)
+    alpha = mixture_weight(alpha)
     return alpha * Adv / (1.0 - gamma) - alpha ** 2 * gamma * delta_pi * delta_A / (
         2.0 * (1.0 - gamma) ** 2)
 
@@ -247,7 +233,7 @@ def spi_finite_horizon_lower_bound(adv_total, delta_pi, delta_A, alpha, H) -> fl
     Delta_A / 2``; sum over ``h < H``. ``Delta_A`` must include terminal states (0).
     Derived here from Pirotta et al. 2013, Corollary 3.6, for the undiscounted finite horizon.
     """
-    alpha = _check_alpha(alpha)
+    alpha = mixture_weight(alpha)
     H = int(H)
     if H < 1:
         raise ValueError(f"H must be a positive integer; got {H}")
@@ -269,13 +255,15 @@ def mismatch_coefficient(d_target, d_ref) -> float:
     """``|| d_target / d_ref ||_inf`` (inf where ``d_ref = 0 < d_target``; 0/0 counts as 0).
 
     The distribution-mismatch coefficient of Kakade & Langford 2002, Theorem 4.5 / Agarwal et
-    al. 2021 (``d_target = d_{pi*,D}``, ``d_ref = d_{pi,mu}`` or ``mu``).
+    al. 2021, Definition 3.1 (``d_target = d_{pi*,D}``, ``d_ref = d_{pi,mu}`` or ``mu``); the one
+    definition for :mod:`cpi.bounds` and :mod:`cpi.pg_bounds` (whose ``mismatch`` arguments
+    are its value).
     """
     d_target = np.asarray(d_target, dtype=np.float64)
     d_ref = np.asarray(d_ref, dtype=np.float64)
-    if d_target.shape != d_ref.shape:
-        raise ValueError(f"d_target and d_ref must have the same shape; got {d_target.shape} "
-                         f"and {d_ref.shape}")
+    if d_target.shape != d_ref.shape or d_target.ndim != 1:
+        raise ValueError(f"d_target and d_ref must be vectors of the same shape (S,); got "
+                         f"{d_target.shape} and {d_ref.shape}")
     pos = d_target > 0
     if np.any(pos & (d_ref <= 0)):
         return float("inf")
@@ -304,10 +292,10 @@ def final_guarantee_mu(max_adv, gamma, d_opt, mu) -> float:
 
 # ----------------------------------------------------------------------------- RR vs CARO
 def _rr_caro_args(n_actions, H, r_max, tau, p):
-    n_actions = _check_pos("n_actions", n_actions)
-    H = _check_pos("H", H)
-    r_max = _check_pos("r_max", r_max)
-    tau = _check_pos("tau", tau)
+    n_actions = positive("n_actions", n_actions)
+    H = positive("H", H)
+    r_max = positive("r_max", r_max)
+    tau = positive("tau", tau)
     p = float(p)
     if not 0.0 < p <= 1.0:
         raise ValueError(f"p (the on-policy probability of reaching an improvable state) must "

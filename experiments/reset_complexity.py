@@ -1,6 +1,6 @@
 """The paper's headline, measured: samples to a target vs p_pi for RR, CARO and noisy resets.
 
-Monte Carlo CPI (cpi.algorithms.cpi, estimator="monte_carlo") runs from a fixed initial policy
+Monte Carlo CPI (cpi.run_cpi, estimator="monte_carlo") runs from a fixed initial policy
 on two families whose p_pi (the on-policy probability of reaching an improvable state,
 ``max_a A_pi(s,a) > tau``) is controlled:
 
@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 import cpi  # noqa: E402
-from cpi.algorithms import CPIConfig, cpi as run_cpi  # noqa: E402
+from cpi.algorithms import CPIConfig, run_cpi  # noqa: E402
 from cpi.resets import improvable_states, reach_probability  # noqa: E402
 
 
