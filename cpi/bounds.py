@@ -1,6 +1,6 @@
 """Improvement bounds for Conservative Policy Iteration, as pure functions.
 
-Conventions (DESIGN.md section 3): values ``V``, ``Q`` and advantages ``A = Q - V`` are
+Conventions (``docs/cpi.md``): values ``V``, ``Q`` and advantages ``A = Q - V`` are
 **unnormalised**; occupancies ``d_{pi,mu}`` are **normalised**; the effective horizon ``h`` is
 ``1/(1-gamma)`` (discounted) or the expected episode length (episodic, ``gamma == 1``), so that
 the performance-difference lemma reads ``V^{pi2}(mu) - V^pi(mu) = h_{pi2,mu} E_{d_{pi2,mu}}
@@ -48,7 +48,7 @@ def _check_gamma(gamma):
 def tolerance(V) -> float:
     """Tolerance for comparing a bound with a realised value: ``1e-9 * max(1, ||V||_inf)``.
 
-    DESIGN.md section 3: at gamma = 0.999 float64 round-off of a zero gain is ~1e-9 when
+    ``docs/cpi.md``, "Tolerances": at gamma = 0.999 float64 round-off of a zero gain is ~1e-9 when
     ``||V||`` is ~1e4, so the tolerance scales with the values compared.
     """
     return 1e-9 * max(1.0, float(np.max(np.abs(V))) if np.size(V) else 1.0)
@@ -75,7 +75,7 @@ def pdl_gain(d2, adv_s, horizon2) -> float:
     ``V^{pi2}(mu) - V^pi(mu) = h_{pi2,mu} * E_{s~d_{pi2,mu}} adv_s(s)``, with ``d2 = d_{pi2,mu}``
     (normalised, (S,)) and ``horizon2 = h_{pi2,mu}`` (``1/(1-gamma)`` or the expected length
     of ``pi2``'s episodes). Implements: Kakade & Langford 2002, Lemma 6.1 (in the unnormalised
-    convention of DESIGN.md section 3).
+    convention of ``docs/cpi.md``).
     """
     return float(horizon2) * float(np.dot(d2, adv_s))
 
@@ -101,7 +101,7 @@ def kl_step_size(Adv, gamma, r_max) -> float:
     """K&L's step ``alpha = min(1, (1-gamma)^2 Adv / (4 R_max))`` (0 when ``Adv <= 0``).
 
     Rewards in ``[0, R_max]`` (so ``eps <= R_max/(1-gamma)``). Implements: Kakade & Langford
-    2002, Corollary 4.2 (their ``(1-gamma) A / (4R)`` with normalised ``A``; DESIGN.md section 3).
+    2002, Corollary 4.2 (their ``(1-gamma) A / (4R)`` with normalised ``A``; ``docs/cpi.md``).
     """
     gamma = _check_gamma(gamma)
     r_max = positive("r_max", r_max)
@@ -112,7 +112,7 @@ def kl_guaranteed_gain(Adv, gamma, r_max) -> float:
     """The gain K&L's step guarantees: ``(1-gamma) Adv^2 / (8 R_max)`` (0 when ``Adv <= 0``).
 
     Implements: Kakade & Langford 2002, Corollary 4.2 (``A^2/(8R)`` in their normalised
-    convention; DESIGN.md section 3). Holds at ``alpha = kl_step_size(Adv, gamma, r_max)``.
+    convention; ``docs/cpi.md``). Holds at ``alpha = kl_step_size(Adv, gamma, r_max)``.
     """
     gamma = _check_gamma(gamma)
     r_max = positive("r_max", r_max)
@@ -143,7 +143,8 @@ def finite_horizon_lower_bound(adv_total, eps, alpha, H) -> float:
     Proof (K&L's coupling): the mixture follows ``pi`` for the first ``h`` steps with
     probability ``(1-alpha)^h``, so ``|E_new[adv_s(s_h)] - E_pi[adv_s(s_h)]| <= 2 eps (1 -
     (1-alpha)^h)``, and by the PDL ``gain = alpha sum_h E_new[adv_s(s_h)]``.
-    Implements: DESIGN.md section 3 (finite horizon), after Kakade & Langford 2002, Thm 4.1.
+    Implements: the finite-horizon form of Kakade & Langford 2002, Thm 4.1 (``docs/cpi.md``,
+    "bounds"); proved here by the coupling above.
     """
     alpha = mixture_weight(alpha)
     H = int(H)
@@ -308,8 +309,8 @@ def rr_sample_complexity(n_actions, H, r_max, tau, p) -> float:
 
     ``p`` is the on-policy probability of reaching an improvable state (``max_a A > tau``).
     Implements: "Credit Assignment with Resets in Language Model Reasoning" (2026), the CPI-RR
-    sample-complexity theorem (PAPERS.md; an ``O(.)`` rate, so only ratios and slopes are
-    meaningful: slope -2 in ``p`` on log-log axes).
+    sample-complexity theorem (``docs/cpi.md``, References; an ``O(.)`` rate, so only ratios
+    and slopes are meaningful: slope -2 in ``p`` on log-log axes).
     """
     A, H, R, tau, p = _rr_caro_args(n_actions, H, r_max, tau, p)
     return A * H ** 2 * R ** 2 / (tau ** 2 * p ** 2)
@@ -319,8 +320,8 @@ def caro_sample_complexity(n_actions, H, r_max, tau, p=1.0) -> float:
     """CPI with the credit-assignment reset oracle: ``|A| H^2 R^2 / tau^2`` (independent of ``p``).
 
     Implements: "Credit Assignment with Resets in Language Model Reasoning" (2026), CPI-CARO
-    theorem (PAPERS.md; ``O(.)``: slope 0 in ``p``). ``p`` is accepted (and validated) only so
-    that the two rates share a signature.
+    theorem (``docs/cpi.md``, References; ``O(.)``: slope 0 in ``p``). ``p`` is accepted (and
+    validated) only so that the two rates share a signature.
     """
     A, H, R, tau, _ = _rr_caro_args(n_actions, H, r_max, tau, p)
     return A * H ** 2 * R ** 2 / tau ** 2
@@ -329,7 +330,8 @@ def caro_sample_complexity(n_actions, H, r_max, tau, p=1.0) -> float:
 def rr_improvement(H, r_max, tau, p) -> float:
     """Per-iteration improvement of CPI-RR: ``tau^2 p^2 / (H R)`` (``Omega(.)``, slope 2 in p).
 
-    Implements: the same paper's per-iteration improvement statement (PAPERS.md, secondary).
+    Implements: the same paper's per-iteration improvement statement (taken from a secondary
+    summary of the paper, ``docs/cpi.md``, References).
     """
     _, H, R, tau, p = _rr_caro_args(1, H, r_max, tau, p)
     return tau ** 2 * p ** 2 / (H * R)
@@ -338,7 +340,8 @@ def rr_improvement(H, r_max, tau, p) -> float:
 def caro_improvement(H, r_max, tau, p) -> float:
     """Per-iteration improvement of CPI-CARO: ``tau^2 p / (H R)`` (``Omega(.)``, slope 1 in p).
 
-    Implements: the same paper's per-iteration improvement statement (PAPERS.md, secondary).
+    Implements: the same paper's per-iteration improvement statement (taken from a secondary
+    summary of the paper, ``docs/cpi.md``, References).
     """
     _, H, R, tau, p = _rr_caro_args(1, H, r_max, tau, p)
     return tau ** 2 * p / (H * R)

@@ -2,7 +2,7 @@
 
 Notation (Agarwal, Kakade, Lee & Mahajan 2021, "On the Theory of Policy Gradient Methods";
 Bhandari & Russo, "Global Optimality Guarantees for Policy Gradient Methods" and "On Linear
-Convergence of Policy Gradient Methods for Finite MDPs"; DESIGN.md section 3):
+Convergence of Policy Gradient Methods for Finite MDPs"; ``docs/cpi.md``):
 
 * ``mu`` (S,) is the distribution whose value ``V^pi(mu)`` the optimiser ascends (the
   gradient's start distribution); ``rho`` (S,) is where sub-optimality is measured,

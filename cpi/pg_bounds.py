@@ -4,7 +4,7 @@ Each docstring states the inequality, its source, and whether the statement was 
 here (a proof sketch follows, checked by the tests on random MDPs/MRPs) or **cited** (a
 constant taken from the paper that could not be re-derived; the tests then check the
 stated form numerically and report its slack). Conventions: unnormalised values, normalised
-occupancy (DESIGN.md section 3); ``span = max R - min R`` is the reward scale (the papers
+occupancy (``docs/cpi.md``); ``span = max R - min R`` is the reward scale (the papers
 take rewards in [0, 1], i.e. ``span = 1``).
 
 Policy gradient
@@ -51,7 +51,7 @@ def soft_pi_contraction(alpha: float, gamma: float) -> float:
 
     Update ``pi_{k+1} = (1 - alpha) pi_k + alpha greedy(Q^{pi_k})``, ``alpha`` in (0, 1].
     Source: Bhandari & Russo ("Global Optimality Guarantees...", policy-iteration-like
-    updates; DESIGN.md sec. 3). **Proved**: with ``T_pi`` the Bellman operator of ``pi`` and
+    updates; ``docs/cpi.md``). **Proved**: with ``T_pi`` the Bellman operator of ``pi`` and
     ``T`` the optimality operator, ``T_{pi_{k+1}} V^k = (1-alpha) V^k + alpha T V^k >= V^k``,
     so ``V^{k+1} >= T_{pi_{k+1}} V^k`` (monotonicity) and
     ``0 <= V* - V^{k+1} <= (1-alpha)(V* - V^k) + alpha (T V* - T V^k)
