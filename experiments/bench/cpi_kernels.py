@@ -87,9 +87,16 @@ def sizes(args) -> Sizes:
     return Sizes(**cfg)
 
 
+def _version(dist: str):
+    try:
+        from importlib.metadata import version
+        return version(dist)
+    except Exception:  # noqa: BLE001 - a peer that is not installed is reported as None
+        return None
+
+
 def metadata(argv, sz: Sizes, groups) -> dict:
     import numba
-    import quantecon
     import scipy
     return dict(
         command="python -m experiments.bench.cpi_kernels " + " ".join(argv),
@@ -97,7 +104,8 @@ def metadata(argv, sz: Sizes, groups) -> dict:
         cpus_usable=len(os.sched_getaffinity(0)), numba_threads=numba.get_num_threads(),
         numba_threading_layer=None, python=platform.python_version(),
         versions=dict(numpy=np.__version__, scipy=scipy.__version__, numba=numba.__version__,
-                      quantecon=quantecon.__version__, pymdptoolbox=peers.mdpt_version()),
+                      quantecon=_version("quantecon"), pymdptoolbox=_version("pymdptoolbox"),
+                      threadpoolctl=_version("threadpoolctl")),
         loadavg_start=os.getloadavg(), date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         scipy_rtol=peers.SCIPY_RTOL, cpi_krylov_rtol=cpi.exact.KRYLOV_RTOL,
         cpi_commit=_git_rev(),

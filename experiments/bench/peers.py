@@ -72,14 +72,6 @@ def mdpt_eval(obj):
     return np.asarray(obj.V).ravel()
 
 
-def mdpt_version():
-    try:
-        from importlib.metadata import version
-        return version("pymdptoolbox")
-    except Exception:  # noqa: BLE001 - only reported in the metadata
-        return None
-
-
 # ============================================================================ scipy
 def _bicgstab(Ppi, b, gamma, rtol):
     S = b.size
