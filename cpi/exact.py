@@ -73,7 +73,7 @@ def _compact(mdp: TabularMDP, pi: np.ndarray, tol: float) -> _Ppi:
     P = mdp.P
     ip, ix, dx, ok = K.compact_ppi(P.indptr, P.indices, P.data, pi, mdp.terminal, mdp.A, tol)
     if not ok:
-        mdp.check_policy(pi)  # raises the error naming the state and action
+        mdp.check_policy(pi, tol=tol)  # raises the error naming the state and action
     return _Ppi(ip, ix, dx)
 
 
@@ -118,7 +118,7 @@ def _operator(mdp: TabularMDP, pi: np.ndarray, tol: float) -> _Ppi | None:
     """What the cyclic solves need: ``None`` for the dense path (``pi`` checked here), else the
     compact ``P_pi`` (``pi`` checked while it is built)."""
     if mdp.S <= DENSE_MAX_S:
-        mdp.check_policy(pi)
+        mdp.check_policy(pi, tol=tol)
         return None
     return _compact(mdp, pi, tol)
 
@@ -152,7 +152,7 @@ def _value(mdp: TabularMDP, pi: np.ndarray, tol: float, guess=None, ppi=None) ->
         V = np.zeros(mdp.S)
         if not K.dag_value(mdp.order, mdp.P.indptr, mdp.P.indices, mdp.P.data, mdp.R, pi,
                            mdp.gamma, mdp.terminal, mdp.A, V, tol):
-            mdp.check_policy(pi)  # raises the error naming the state and action
+            mdp.check_policy(pi, tol=tol)  # raises the error naming the state and action
         return V
     if ppi is None:
         ppi = _operator(mdp, pi, tol)
@@ -229,7 +229,7 @@ def _checked_operator(mdp, pi):
     """Check ``pi`` (S, A) and build what the occupancy solve needs."""
     pi, tol = mdp.as_policy(pi)
     if mdp.order is not None:
-        return mdp.check_policy(pi), None
+        return mdp.check_policy(pi, tol=tol), None
     return pi, _operator(mdp, pi, tol)
 
 

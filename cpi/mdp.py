@@ -309,15 +309,17 @@ class TabularMDP:
             raise ValueError(f"{name} must have shape (S, A) = ({self.S}, {self.A}); got {pi.shape}")
         return pi, tol
 
-    def check_policy(self, pi, name="pi") -> np.ndarray:
+    def check_policy(self, pi, name="pi", tol=None) -> np.ndarray:
         """Validate a row-stochastic ``(S, A)`` policy; returns it as contiguous float64.
 
         One numba pass over ``pi`` (``cpi._kernels.policy_violation``). Raises ``ValueError``
         naming the first bad entry (``pi[s, a] = -0.5``: NaN, infinite or negative; row-major
         order) or, if every entry is fine, the first row that does not sum to one within
-        :func:`row_tolerance` of the input dtype.
+        ``tol`` (default: :func:`row_tolerance` of the input dtype; callers holding a float64
+        copy of a float32 policy pass the float32 tolerance).
         """
-        pi, tol = self.as_policy(pi, name)
+        pi, dtype_tol = self.as_policy(pi, name)
+        tol = dtype_tol if tol is None else tol
         kind, s, a = K.policy_violation(pi, tol)
         if kind == 1:
             raise ValueError(f"{name}[{s}, {a}] = {pi[s, a]}: policy entries must be finite and >= 0")

@@ -1,0 +1,90 @@
+"""The Krylov path of policy evaluation (cyclic MDPs), forced on small MDPs so that it can be
+checked against dense solves: values, occupancies, warm starts, breakdown restarts."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import cpi
+from cpi import exact
+
+from .strategies import dense_mdps, dense_reference, policies
+
+
+@pytest.fixture
+def krylov(monkeypatch):
+    monkeypatch.setattr(exact, "DENSE_MAX_S", 0)
+
+
+@given(st.data())
+def test_krylov_matches_dense_reference(data):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(exact, "DENSE_MAX_S", 0)
+        _check_krylov_case(data)
+
+
+def _check_krylov_case(data):
+    mdp, P = data.draw(dense_mdps(max_S=8))
+    pi = data.draw(policies(mdp.S, mdp.A))
+    V, Q, d, H = dense_reference(P, mdp.R, mdp.gamma, pi, mdp.initial, mdp.terminal)
+    ev = cpi.evaluate(mdp, pi)
+    tol = 1e-9 * max(1.0, np.abs(V).max())
+    np.testing.assert_allclose(ev.V, V, atol=tol, rtol=0)
+    np.testing.assert_allclose(ev.d, d, atol=1e-9, rtol=0)
+    assert ev.horizon == pytest.approx(H, rel=1e-9)
+    guess = V + data.draw(st.sampled_from([0.0, 1.0, -3.0]))
+    np.testing.assert_allclose(cpi.value(mdp, pi, guess=guess), V, atol=tol, rtol=0)
+
+
+def test_warm_start_saves_iterations_and_keeps_accuracy(krylov):
+    from cpi import _kernels as K
+    mdp = cpi.garnet(400, 4, 5, 0.99, seed=7)
+    pi = np.random.default_rng(0).dirichlet(np.ones(4), size=mdp.S)
+    V = cpi.value(mdp, pi)
+    ppi = exact._compact(mdp, pi, 1e-8)
+    b = np.einsum("sa,sa->s", pi, mdp.R)
+    _, it_cold, res_cold = K.bicgstab(*ppi, mdp.gamma, b, b, False, exact.KRYLOV_RTOL, 8000, 0)
+    _, it_warm, res_warm = K.bicgstab(*ppi, mdp.gamma, b, V + 1e-6, False, exact.KRYLOV_RTOL,
+                                      8000, 0)
+    assert it_warm < it_cold and max(res_cold, res_warm) < 1e-10 * np.abs(b).max()
+    with pytest.raises(ValueError, match=r"guess must have shape \(S,\) = \(400,\)"):
+        cpi.value(mdp, pi, guess=np.zeros(3))
+    with pytest.raises(ValueError, match="guess must be finite"):
+        cpi.value(mdp, pi, guess=np.full(400, np.nan))
+
+
+def test_parallel_and_serial_matvecs_agree(krylov):
+    from cpi import _kernels as K
+    mdp = cpi.garnet(300, 3, 4, 0.9, seed=1)
+    pi = mdp.uniform_policy()
+    ppi = exact._compact(mdp, pi, 1e-8)
+    x = np.random.default_rng(0).random(mdp.S)
+    y1, y2 = np.empty(mdp.S), np.empty(mdp.S)
+    K.ppi_apply(*ppi, 0.9, x, y1, False)
+    K.ppi_apply_parallel(*ppi, 0.9, x, y2, 7)
+    np.testing.assert_array_equal(y1, y2)
+    Ppi = cpi.policy_matrix(mdp, pi).toarray()
+    np.testing.assert_allclose(y1, x - 0.9 * Ppi @ x, atol=1e-14)
+    K.ppi_apply(*ppi, 0.9, x, y1, True)
+    np.testing.assert_allclose(y1, x - 0.9 * Ppi.T @ x, atol=1e-14)
+    b = mdp.R.mean(1)
+    xs, _, rs = K.bicgstab(*ppi, 0.9, b, b, False, 1e-13, 1000, 0)
+    xp, _, rp = K.bicgstab(*ppi, 0.9, b, b, False, 1e-13, 1000, 4)
+    np.testing.assert_allclose(xs, xp, atol=1e-12)
+
+
+def test_breakdown_restart_on_a_restart_lock(krylov):
+    # a restart lock makes plain BiCGSTAB break down (rho = 0) after two steps
+    mdp = cpi.combination_lock(30, 3, gamma=0.95, wrong="restart")
+    pi = cpi.lock_policy(mdp, 0.7)
+    V, _, d, _ = dense_reference(mdp.P_dense(), mdp.R, mdp.gamma, pi, mdp.initial, mdp.terminal)
+    ev = cpi.evaluate(mdp, pi)
+    np.testing.assert_allclose(ev.V, V, atol=1e-10)
+    np.testing.assert_allclose(ev.d, d, atol=1e-10)
+
+
+def test_optimal_with_warm_started_policy_iteration():
+    mdp = cpi.garnet(300, 4, 3, 0.95, seed=2)  # above DENSE_MAX_S: Krylov solves
+    Vs, pis = cpi.optimal(mdp)
+    Vn, act = cpi.bellman_sweep(mdp, Vs)
+    np.testing.assert_allclose(Vn, Vs, atol=1e-9 * np.abs(Vs).max())
+    np.testing.assert_array_equal(pis.argmax(1), act)
