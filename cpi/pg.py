@@ -94,8 +94,8 @@ def project_simplex(Y) -> np.ndarray:
     return np.maximum(Y - tau[:, None], 0.0)
 
 
-def _eval(mdp, pi, mu):
-    ev = evaluate(mdp, pi, mu)
+def _eval(mdp, pi, mu, guess=None):
+    ev = evaluate(mdp, pi, mu, guess=guess)
     return ev.V, q_from_v(mdp, ev.V), ev.d
 
 
@@ -157,10 +157,13 @@ class _Recorder:
         self.astar = np.argmax(pistar, axis=1)
         self.sub, self.gap, self.obj, self.minp, self.steps, self.gerr = [], [], [], [], [], []
         self.Q_prev = None
+        self.V_prev = None
 
     def record(self, pi):
-        """Evaluate ``pi``; returns ``(V, Q, d)`` and stores the trace entries."""
-        V, Q, d = _eval(self.mdp, pi, self.mu)
+        """Evaluate ``pi`` (a Krylov solve starts from the previous iterate's value); returns
+        ``(V, Q, d)`` and stores the trace entries."""
+        V, Q, d = _eval(self.mdp, pi, self.mu, guess=self.V_prev)
+        self.V_prev = V
         if self.Q_prev is not None:  # how greedy this policy is w.r.t. the previous Q
             Qp = self.Q_prev
             self.gerr.append(float((Qp.max(axis=1) - (pi * Qp).sum(axis=1)).max()))
