@@ -299,11 +299,14 @@ def bellman_sweep_parallel(indptr, indices, data, R, gamma, V, V_out, act_out, o
 def compact_ppi(indptr, indices, data, pi, terminal, A, tol):
     """CSR arrays ``(ip, ix, dx)`` of ``P_pi`` (S, S): ``P_pi[s] = sum_a pi(a|s) P(.|s, a)``,
     entries with ``pi(a|s) == 0`` and terminal rows left out (duplicate columns kept; the
-    mat-vec sums them), and ``ok``: the policy check of :func:`policy_violation` (every row,
-    terminal ones included), done on the pass that counts the entries."""
+    mat-vec sums them); ``width``: the common length of every row when all rows have the same
+    positive length, else -1 (a regular ``P_pi`` is applied without reading ``ip``); and ``ok``:
+    the policy check of :func:`policy_violation` (every row, terminal ones included), done on
+    the pass that counts the entries."""
     S = terminal.shape[0]
     ip = np.zeros(S + 1, np.int64)
     ok = True
+    width = -2
     for s in range(S):
         n = 0
         tot = 0.0
@@ -316,10 +319,16 @@ def compact_ppi(indptr, indices, data, pi, terminal, A, tol):
                 n += indptr[row + 1] - indptr[row]
         ok &= abs(tot - 1.0) <= tol
         ip[s + 1] = ip[s] + n
+        if width == -2:
+            width = n
+        elif width != n:
+            width = -1
+    if width <= 0:
+        width = -1
     ix = np.empty(ip[S], indices.dtype)
     dx = np.empty(ip[S], np.float64)
     if not ok:
-        return ip, ix, dx, ok
+        return ip, ix, dx, width, ok
     for s in range(S):
         if terminal[s]:
             continue
@@ -332,12 +341,13 @@ def compact_ppi(indptr, indices, data, pi, terminal, A, tol):
                     ix[k] = indices[j]
                     dx[k] = p * data[j]
                     k += 1
-    return ip, ix, dx, ok
+    return ip, ix, dx, width, ok
 
 
-@nb.njit(cache=True, inline="always")
-def _apply_rows(ip, ix, dx, g, x, y, lo, hi):
-    for s in range(lo, hi):
+@nb.njit(cache=True)
+def ppi_matvec(ip, ix, dx, g, x, y):
+    """``y = x - g P x`` for ``P`` in CSR ``(ip, ix, dx)``."""
+    for s in range(x.shape[0]):
         acc = 0.0
         for k in range(ip[s], ip[s + 1]):
             acc += dx[k] * x[ix[k]]
@@ -345,30 +355,67 @@ def _apply_rows(ip, ix, dx, g, x, y, lo, hi):
 
 
 @nb.njit(cache=True)
-def ppi_apply(ip, ix, dx, g, x, y, transpose):
-    """``y = x - g P x`` or, with ``transpose``, ``y = x - g P^T x`` (a scatter: no explicit
-    transpose is built)."""
-    S = x.shape[0]
-    if transpose:
-        for s in range(S):
-            y[s] = x[s]
-        for s in range(S):
-            xs = g * x[s]
-            if xs != 0.0:
-                for k in range(ip[s], ip[s + 1]):
-                    y[ix[k]] -= dx[k] * xs
-    else:
-        _apply_rows(ip, ix, dx, g, x, y, 0, S)
+def ppi_matvec_regular(w, ix, dx, g, x, y):
+    """:func:`ppi_matvec` when every row has ``w`` entries (row ``s`` starts at ``s*w``): the
+    trip count is known before the row starts, so LLVM unrolls it (1.6x faster on 10-entry rows)."""
+    for s in range(x.shape[0]):
+        acc = 0.0
+        base = s * w
+        for j in range(w):
+            acc += dx[base + j] * x[ix[base + j]]
+        y[s] = x[s] - g * acc
 
 
 @nb.njit(cache=True, parallel=True)
-def ppi_apply_parallel(ip, ix, dx, g, x, y, nblk):
-    """``y = x - g P x`` with ``nblk`` contiguous blocks of rows in parallel (a ``prange``
-    directly over rows compiles to a slower loop, see :func:`bellman_sweep_parallel`)."""
+def ppi_matvec_parallel(ip, ix, dx, g, x, y, w, nblk):
+    """:func:`ppi_matvec` (``w <= 0``) or :func:`ppi_matvec_regular` (``w > 0``) over ``nblk``
+    contiguous blocks of rows in parallel (a ``prange`` directly over rows compiles to a slower
+    loop, see :func:`bellman_sweep_parallel`)."""
     S = x.shape[0]
     step = (S + nblk - 1) // nblk
     for b in nb.prange(nblk):
-        _apply_rows(ip, ix, dx, g, x, y, b * step, min(S, (b + 1) * step))
+        lo = b * step
+        hi = min(S, lo + step)
+        if w > 0:
+            for s in range(lo, hi):
+                acc = 0.0
+                base = s * w
+                for j in range(w):
+                    acc += dx[base + j] * x[ix[base + j]]
+                y[s] = x[s] - g * acc
+        else:
+            for s in range(lo, hi):
+                acc = 0.0
+                for k in range(ip[s], ip[s + 1]):
+                    acc += dx[k] * x[ix[k]]
+                y[s] = x[s] - g * acc
+
+
+@nb.njit(cache=True)
+def ppi_rmatvec(ip, ix, dx, g, x, y):
+    """``y = x - g P^T x``: a scatter over the rows, no explicit transpose is built."""
+    S = x.shape[0]
+    for s in range(S):
+        y[s] = x[s]
+    for s in range(S):
+        xs = g * x[s]
+        if xs != 0.0:
+            for k in range(ip[s], ip[s + 1]):
+                y[ix[k]] -= dx[k] * xs
+
+
+@nb.njit(cache=True)
+def ppi_apply(ip, ix, dx, g, x, y, transpose, w=-1, nblk=0):
+    """``y = (I - g P) x`` or, with ``transpose``, ``(I - g P^T) x``; ``w > 0``: every row has
+    ``w`` entries; ``nblk > 0``: the untransposed mat-vec in ``nblk`` parallel blocks."""
+    if transpose:
+        ppi_rmatvec(ip, ix, dx, g, x, y)
+    elif nblk > 0:
+        ppi_matvec_parallel(ip, ix, dx, g, x, y, w, nblk)
+    elif w > 0:
+        ppi_matvec_regular(w, ix, dx, g, x, y)
+    else:
+        ppi_matvec(ip, ix, dx, g, x, y)
 
 
 @nb.njit(cache=True, fastmath=FASTMATH_SUM)
@@ -380,25 +427,16 @@ def _dot(u, v):
 
 
 @nb.njit(cache=True)
-def _apply(ip, ix, dx, g, x, y, transpose, nblk):
-    if nblk > 0 and not transpose:
-        ppi_apply_parallel(ip, ix, dx, g, x, y, nblk)
-    else:
-        ppi_apply(ip, ix, dx, g, x, y, transpose)
-
-
-@nb.njit(cache=True)
-def bicgstab(ip, ix, dx, g, b, x0, transpose, rtol, maxiter, nblk):
+def bicgstab(ip, ix, dx, w, g, b, x0, transpose, rtol, maxiter, nblk):
     """Solve ``(I - g P) x = b`` (or the transposed system) from ``x0`` by BiCGSTAB (van der
     Vorst 1992, SIAM J. Sci. Stat. Comput. 13(2), Alg. Bi-CGSTAB) until
     ``||r||_2 <= rtol ||b||_2``; returns ``(x, iters, res)`` where ``res`` is the true residual
-    ``max |b - (I - gP) x|`` at exit. ``nblk > 0``: mat-vecs in ``nblk`` parallel blocks
-    (untransposed only). On a breakdown (``rho == 0``, ``omega == 0``) it restarts with the
+    ``max |b - (I - gP) x|`` at exit. ``w``, ``nblk``: see :func:`ppi_apply`. On a breakdown (``rho == 0``, ``omega == 0``) it restarts with the
     current residual as shadow residual."""
     S = b.shape[0]
     x = x0.copy()
     r = np.empty(S)
-    _apply(ip, ix, dx, g, x, r, transpose, nblk)
+    ppi_apply(ip, ix, dx, g, x, r, transpose, w, nblk)
     for i in range(S):
         r[i] = b[i] - r[i]
     tol = rtol * np.sqrt(_dot(b, b))
@@ -428,7 +466,7 @@ def bicgstab(ip, ix, dx, g, b, x0, transpose, rtol, maxiter, nblk):
         beta = (rho_new / rho) * (alpha / omega)
         for i in range(S):
             p[i] = r[i] + beta * (p[i] - omega * v[i])
-        _apply(ip, ix, dx, g, p, v, transpose, nblk)
+        ppi_apply(ip, ix, dx, g, p, v, transpose, w, nblk)
         rv = _dot(rh, v)
         if rv == 0.0:
             omega = 0.0  # forces a restart
@@ -440,7 +478,7 @@ def bicgstab(ip, ix, dx, g, b, x0, transpose, rtol, maxiter, nblk):
             for i in range(S):
                 x[i] += alpha * p[i]
             break
-        _apply(ip, ix, dx, g, s, t, transpose, nblk)
+        ppi_apply(ip, ix, dx, g, s, t, transpose, w, nblk)
         tt = _dot(t, t)
         omega = _dot(t, s) / tt if tt > 0.0 else 0.0
         for i in range(S):
@@ -448,7 +486,7 @@ def bicgstab(ip, ix, dx, g, b, x0, transpose, rtol, maxiter, nblk):
             r[i] = s[i] - omega * t[i]
         rn = _dot(r, r)
         rho = rho_new
-    _apply(ip, ix, dx, g, x, r, transpose, nblk)
+    ppi_apply(ip, ix, dx, g, x, r, transpose, w, nblk)
     res = 0.0
     for i in range(S):
         d = abs(b[i] - r[i])

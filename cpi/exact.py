@@ -61,20 +61,23 @@ def policy_matrix(mdp: TabularMDP, pi: np.ndarray) -> sp.csr_matrix:
 
 
 class _Ppi(NamedTuple):
-    """Compact CSR arrays of ``P_pi`` (only actions with ``pi > 0``, terminal rows empty)."""
+    """Compact CSR arrays of ``P_pi`` (only actions with ``pi > 0``, terminal rows empty) and
+    the common row length ``width`` (-1 when rows differ)."""
 
     ip: np.ndarray
     ix: np.ndarray
     dx: np.ndarray
+    width: int
 
 
 def _compact(mdp: TabularMDP, pi: np.ndarray, tol: float) -> _Ppi:
     """Compact ``P_pi``; the pass that counts its entries also checks ``pi`` (raises on bad input)."""
     P = mdp.P
-    ip, ix, dx, ok = K.compact_ppi(P.indptr, P.indices, P.data, pi, mdp.terminal, mdp.A, tol)
+    ip, ix, dx, width, ok = K.compact_ppi(P.indptr, P.indices, P.data, pi, mdp.terminal,
+                                          mdp.A, tol)
     if not ok:
         mdp.check_policy(pi, tol=tol)  # raises the error naming the state and action
-    return _Ppi(ip, ix, dx)
+    return _Ppi(ip, ix, dx, int(width))
 
 
 def _parallel_blocks(nnz: int) -> int:
@@ -98,8 +101,8 @@ def _solve(mdp: TabularMDP, ppi: _Ppi | None, pi: np.ndarray, b: np.ndarray, tra
         return np.linalg.solve(M.T if transpose else M, b)
     x0 = b if guess is None else guess
     nblk = _parallel_blocks(ppi.ip[-1])
-    x, _, res = K.bicgstab(ppi.ip, ppi.ix, ppi.dx, g, b, x0, transpose, KRYLOV_RTOL, 20 * S,
-                           nblk)
+    x, _, res = K.bicgstab(ppi.ip, ppi.ix, ppi.dx, ppi.width, g, b, x0, transpose,
+                           KRYLOV_RTOL, 20 * S, nblk)
     scale = np.abs(b).max() or 1.0
     if res <= RESIDUAL_TOL * scale:
         return x

@@ -52,24 +52,36 @@ def test_warm_start_saves_iterations_and_keeps_accuracy(krylov):
         cpi.value(mdp, pi, guess=np.full(400, np.nan))
 
 
-def test_parallel_and_serial_matvecs_agree(krylov):
+@pytest.mark.parametrize("sparse_pi", [False, True])
+def test_matvec_variants_agree_with_dense(sparse_pi):
+    """CSR, regular-row and parallel mat-vecs give the same bits; all match dense algebra."""
     from cpi import _kernels as K
     mdp = cpi.garnet(300, 3, 4, 0.9, seed=1)
     pi = mdp.uniform_policy()
-    ppi = exact._compact(mdp, pi, 1e-8)
+    if sparse_pi:  # rows of different lengths: no regular layout
+        pi[::3] = [1.0, 0.0, 0.0]
+    ip, ix, dx, w = exact._compact(mdp, pi, 1e-8)
+    assert w == (-1 if sparse_pi else 12)
     x = np.random.default_rng(0).random(mdp.S)
-    y1, y2 = np.empty(mdp.S), np.empty(mdp.S)
-    K.ppi_apply(*ppi, 0.9, x, y1, False)
-    K.ppi_apply_parallel(*ppi, 0.9, x, y2, 7)
-    np.testing.assert_array_equal(y1, y2)
     Ppi = cpi.policy_matrix(mdp, pi).toarray()
-    np.testing.assert_allclose(y1, x - 0.9 * Ppi @ x, atol=1e-14)
-    K.ppi_apply(*ppi, 0.9, x, y1, True)
-    np.testing.assert_allclose(y1, x - 0.9 * Ppi.T @ x, atol=1e-14)
+    ref = x - 0.9 * Ppi @ x
+    ys = {}
+    for name, args in {"csr": (-1, 0), "regular": (w, 0), "par_csr": (-1, 7), "par": (w, 5)}.items():
+        if name in ("regular",) and w < 0:
+            continue
+        ys[name] = np.empty(mdp.S)
+        K.ppi_apply(ip, ix, dx, 0.9, x, ys[name], False, *args)
+        np.testing.assert_allclose(ys[name], ref, atol=1e-14)
+    for y in ys.values():
+        np.testing.assert_array_equal(y, ys["csr"])
+    y = np.empty(mdp.S)
+    K.ppi_apply(ip, ix, dx, 0.9, x, y, True, w, 4)  # transposed: always the serial scatter
+    np.testing.assert_allclose(y, x - 0.9 * Ppi.T @ x, atol=1e-14)
     b = mdp.R.mean(1)
-    xs, _, rs = K.bicgstab(*ppi, 0.9, b, b, False, 1e-13, 1000, 0)
-    xp, _, rp = K.bicgstab(*ppi, 0.9, b, b, False, 1e-13, 1000, 4)
+    xs, _, _ = K.bicgstab(ip, ix, dx, w, 0.9, b, b, False, 1e-13, 1000, 0)
+    xp, _, _ = K.bicgstab(ip, ix, dx, w, 0.9, b, b, False, 1e-13, 1000, 4)
     np.testing.assert_allclose(xs, xp, atol=1e-12)
+    np.testing.assert_allclose(xs, np.linalg.solve(np.eye(mdp.S) - 0.9 * Ppi, b), atol=1e-11)
 
 
 def test_breakdown_restart_on_a_restart_lock(krylov):
