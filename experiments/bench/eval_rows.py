@@ -7,12 +7,14 @@
   uniform in [0, 1)^A, normalised) and once with a random deterministic one: one plain pass over
   ``P`` (the yardstick), ``cpi.value``, and scipy as a user writes it from the policy - build
   ``P_pi = Pi P``, then ``bicgstab(rtol=1e-10)`` - plus the same scipy solve at ``rtol=1e-13``
-  (the accuracy ``cpi`` solves to; for information). Target: ``cpi.value`` <= 0.5x scipy at
+  (the accuracy ``cpi`` solves to; for information), and ``cpi.value`` with numba limited to
+  one thread (serial mat-vecs; for information). Target: ``cpi.value`` <= 0.5x scipy at
   1e-10 in the same run, at no worse final accuracy: every value's residual
   ``max |R_pi - (I - gamma P_pi) V| / max |R_pi|`` is reported (``residual``).
 """
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 
 import cpi
@@ -22,12 +24,24 @@ from ._timing import interleaved
 from .common import Sizes, det_policy, group_rows, make_garnet, make_tree, stochastic_policy
 from .yardsticks import pass_over_P, tree_value_plain
 
+CPI = "cpi.value (V)"
 PLAIN_TREE = "plain numba backward pass (V)"
 PLAIN_P = "plain numba pass over P (one mat-vec)"
 SCIPY = "scipy P_pi = Pi P + bicgstab (rtol 1e-10)"
 SCIPY_13 = "scipy P_pi = Pi P + bicgstab (rtol 1e-13)"
+CPI_1T = "cpi.value (V), 1 numba thread"
 OP_TREE = "policy evaluation vs the machine"
 OP_GARNET = "policy evaluation vs scipy"
+
+
+def one_thread(f, *args):
+    """``f(*args)`` with numba limited to one thread (restored after)."""
+    n = nb.get_num_threads()
+    nb.set_num_threads(1)
+    try:
+        return f(*args)
+    finally:
+        nb.set_num_threads(n)
 
 
 def bench_tree_eval(sz: Sizes, log) -> list[dict]:
@@ -62,6 +76,7 @@ def bench_garnet_eval(sz: Sizes, log) -> list[dict]:
         cases = {
             PLAIN_P: pass_over_P(mdp, v),
             "cpi.value (V)": lambda pi=pi: cpi.value(mdp, pi),
+            CPI_1T: lambda pi=pi: one_thread(cpi.value, mdp, pi),
             SCIPY: lambda pi=pi: peers.scipy_policy_value(mdp, pi),
             SCIPY_13: lambda pi=pi: peers.scipy_policy_value(mdp, pi, rtol=1e-13),
         }
@@ -70,6 +85,9 @@ def bench_garnet_eval(sz: Sizes, log) -> list[dict]:
         group = group_rows(name, OP_GARNET, times, res, "cpi.value (V)", res["cpi.value (V)"],
                            {"P": mdp.nbytes_P}, yardstick=PLAIN_P,
                            notes={PLAIN_P: "yardstick: x_vs_yardstick = equivalent passes over P",
+                                  "cpi.value (V)": "numba's default threads: parallel mat-vecs "
+                                                   "from 500k non-zeros",
+                                  CPI_1T: "serial mat-vecs (numba.set_num_threads(1))",
                                   SCIPY: "the target's peer; BLAS 1 thread",
                                   SCIPY_13: "cpi's own accuracy; BLAS 1 thread"})
         for r in group:

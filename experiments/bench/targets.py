@@ -69,7 +69,7 @@ def evaluation_targets(rows) -> list[dict]:
                             met=r["x_vs_yardstick"] <= need))
     for kind in ("stochastic", "deterministic"):
         c = next((r for r in rows if r["op"] == E.OP_GARNET and kind in r["mdp"]
-                  and r["impl"].startswith("cpi.value")), None)
+                  and r["impl"] == E.CPI), None)
         s = next((r for r in rows if r["op"] == E.OP_GARNET and kind in r["mdp"]
                   and r["impl"] == E.SCIPY), None)
         if c is None or s is None:
