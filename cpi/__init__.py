@@ -5,7 +5,8 @@ Conventions (``docs/cpi.md``): unnormalised values, normalised occupancy, ``P`` 
 """
 # MDPs and their generators
 from .generators import combination_lock, garnet, lock_policy, thought_tree
-from .mdp import TabularMDP, time_augment
+from .horizon import time_augment
+from .mdp import TabularMDP
 
 # Exact values, occupancies and control
 from .exact import (Evaluation, advantages, bellman_sweep, effective_horizon, evaluate, greedy,
