@@ -34,6 +34,12 @@ KRYLOV_RTOL = 1e-13
 RESIDUAL_TOL = 1e-10
 """A Krylov solution is accepted when its true residual ``max |b - (I - gamma P_pi) x|`` is at
 most ``RESIDUAL_TOL * max |b|``; otherwise GMRES, then a sparse LU, take over."""
+JACOBI_MAX_RATE = 0.5
+"""Value solves on MDPs without terminal states start with MacQueen-extrapolated Jacobi steps
+(``K.extrapolated_jacobi``) while the span of the update shrinks at least this much per step
+(fast-mixing chains: 17 mat-vecs instead of BiCGSTAB's 24 on the S = 20,000 garnet with a
+stochastic policy); slower chains go on with BiCGSTAB from where Jacobi stopped."""
+JACOBI_MAX_STEPS = 200
 
 
 class Evaluation(NamedTuple):
@@ -90,9 +96,12 @@ def _solve(mdp: TabularMDP, ppi: _Ppi | None, pi: np.ndarray, b: np.ndarray, tra
            guess=None) -> np.ndarray:
     """Solve ``(I - gamma P_pi) x = b`` (or the transposed system), terminal rows of ``P_pi`` zeroed.
 
-    Small ``S`` (``ppi is None``): dense LU. Otherwise BiCGSTAB (van der Vorst 1992) as one numba
-    loop on the compact ``P_pi``, started from ``guess`` (default ``b``); if its true residual
-    is above ``RESIDUAL_TOL max|b|``, scipy GMRES, then a sparse LU.
+    Small ``S`` (``ppi is None``): dense LU. Otherwise numba loops on the compact ``P_pi``,
+    started from ``guess`` (default ``b``): for the value of an MDP without terminal states
+    (``P_pi`` stochastic) first MacQueen-extrapolated Jacobi steps while they converge fast
+    (``JACOBI_MAX_RATE``), then BiCGSTAB (van der Vorst 1992) to ``KRYLOV_RTOL`` (one mat-vec
+    when Jacobi got there); if the true residual is above ``RESIDUAL_TOL max|b|``, scipy GMRES,
+    then a sparse LU.
     """
     g = mdp.gamma
     S = mdp.S
@@ -101,6 +110,11 @@ def _solve(mdp: TabularMDP, ppi: _Ppi | None, pi: np.ndarray, b: np.ndarray, tra
         return np.linalg.solve(M.T if transpose else M, b)
     x0 = b if guess is None else guess
     nblk = _parallel_blocks(ppi.ip[-1])
+    if not transpose and not mdp.terminal.any():
+        # ||r||_2 <= sqrt(S) ||r||_inf: the Jacobi bound then meets BiCGSTAB's own criterion
+        tol_inf = KRYLOV_RTOL * np.sqrt(b @ b / S)
+        x0, _, _ = K.extrapolated_jacobi(ppi.ip, ppi.ix, ppi.dx, ppi.width, g, b, x0, tol_inf,
+                                         JACOBI_MAX_RATE, JACOBI_MAX_STEPS, nblk)
     x, _, res = K.bicgstab(ppi.ip, ppi.ix, ppi.dx, ppi.width, g, b, x0, transpose,
                            KRYLOV_RTOL, 20 * S, nblk)
     scale = np.abs(b).max() or 1.0

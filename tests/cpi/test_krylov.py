@@ -100,3 +100,45 @@ def test_optimal_with_warm_started_policy_iteration():
     Vn, act = cpi.bellman_sweep(mdp, Vs)
     np.testing.assert_allclose(Vn, Vs, atol=1e-9 * np.abs(Vs).max())
     np.testing.assert_array_equal(pis.argmax(1), act)
+
+
+def test_extrapolated_jacobi_bound_and_bail_out():
+    """MacQueen's extrapolation: the residual is at most g span(d)/2 (exact row sums); a fast
+    chain converges, a periodic one (span never shrinks) hands over to BiCGSTAB."""
+    from cpi import _kernels as K
+    mdp = cpi.garnet(500, 4, 8, 0.99, seed=3)
+    pi = np.random.default_rng(2).dirichlet(np.ones(4), size=mdp.S)
+    ip, ix, dx, w = exact._compact(mdp, pi, 1e-8)
+    b = np.einsum("sa,sa->s", pi, mdp.R)
+    Ppi = cpi.policy_matrix(mdp, pi).toarray()
+    for steps in (1, 3, 6):
+        x, it, done = K.extrapolated_jacobi(ip, ix, dx, w, 0.99, b, b, 0.0, 0.5, steps, 0)
+        xk = _plain_jacobi(Ppi, b, steps - 1)  # the iterate before the last step
+        y = b + 0.99 * Ppi @ xk
+        span = np.ptp(y - xk)
+        r = b - (x - 0.99 * Ppi @ x)
+        assert it == steps and not done
+        assert np.abs(r).max() <= 0.99 * span / 2 * (1 + 1e-9) + 1e-13
+    x, it, done = K.extrapolated_jacobi(ip, ix, dx, w, 0.99, b, b, 1e-12, 0.5, 200, 0)
+    assert done and it < 40
+    np.testing.assert_allclose(x, np.linalg.solve(np.eye(mdp.S) - 0.99 * Ppi, b), atol=1e-9)
+    # a deterministic cycle 0 -> 1 -> ... -> S-1 -> 0: every eigenvalue has modulus one
+    S = 300
+    ring = np.zeros((S, 1, S))
+    ring[np.arange(S), 0, (np.arange(S) + 1) % S] = 1.0
+    R = np.random.default_rng(0).random((S, 1))
+    loop = cpi.TabularMDP(ring, R, 0.99)
+    ip, ix, dx, w = exact._compact(loop, loop.uniform_policy(), 1e-8)
+    _, it, done = K.extrapolated_jacobi(ip, ix, dx, w, 0.99, R[:, 0], R[:, 0], 1e-12, 0.5, 200, 0)
+    assert not done and it == 5
+    V = np.linalg.solve(np.eye(S) - 0.99 * ring[:, 0, :], R[:, 0])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(exact, "DENSE_MAX_S", 0)
+        np.testing.assert_allclose(cpi.value(loop, loop.uniform_policy()), V, rtol=1e-10)
+
+
+def _plain_jacobi(Ppi, b, k):
+    x = b.copy()
+    for _ in range(k):
+        x = b + 0.99 * Ppi @ x
+    return x
