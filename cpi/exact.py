@@ -12,9 +12,10 @@ Conventions (``docs/cpi.md``, "Conventions"):
   ``V^{pi2}(mu) - V^{pi}(mu) = H_{pi2,mu} * E_{s~d_{pi2,mu}} E_{a~pi2}[A_pi(s,a)]``.
 
 Dispatch: DAG MDPs use linear-time backward/forward passes; small MDPs a dense solve;
-large cyclic ones a Krylov solve (BiCGSTAB on ``I - gamma P_pi``, with a residual check and
-GMRES / sparse-LU fallbacks); repeated sweeps are far slower (``docs/benchmarks.md``). The
-policy is checked by the kernel that reads it first (one pass, no extra NumPy reductions).
+large cyclic ones iterative solves of ``(I - gamma P_pi) x = b`` on a compact ``P_pi``
+(MacQueen-extrapolated Jacobi steps while they converge fast, BiCGSTAB, a residual check and
+GMRES / sparse-LU fallbacks; ``docs/cpi.md``); repeated sweeps are far slower. The policy is
+checked by the kernel that reads it first (one pass, no extra NumPy reductions).
 """
 from __future__ import annotations
 
