@@ -18,8 +18,9 @@ Command (run from the repository root; full run ~8-10 minutes on 2 shared cores)
     python -m experiments.bench.cpi_kernels --rows evaluation  # the evaluation rows only
     python -m experiments.bench.cpi_kernels --quick            # smoke run, < 1 minute
 
-Writes ``paper_figs/bench_cpi_kernels.csv`` and ``.json`` (``--quick`` writes to a temporary
-directory unless ``--out`` is given) and prints the table and the targets (:mod:`targets`).
+Writes ``paper_figs/bench_cpi_kernels.csv``, ``.json`` and ``.md`` (the README tables; ``--quick``
+writes to a temporary directory unless ``--out`` is given) and prints the full table, the targets
+(:mod:`targets`) and the README tables.
 """
 from __future__ import annotations
 
@@ -157,6 +158,9 @@ def main(argv=None):
     print(table.table(rows))
     print()
     print("\n".join(table.target_lines(targets)))
+    print()
+    print("README tables:\n")
+    print(table.readme_tables(rows))
     print()
     print(f"numba threads {meta['numba_threads']} ({meta['numba_threading_layer']}), load average "
           f"start {tuple(round(x, 2) for x in meta['loadavg_start'])} end "

@@ -54,9 +54,14 @@ def target_lines(targets) -> list[str]:
 
 
 def write(stem: Path, meta: dict, rows, targets) -> tuple[Path, Path]:
-    """Write ``stem.json`` (meta, rows, targets) and ``stem.csv`` (rows); returns both paths."""
+    """Write ``stem.json`` (meta, rows, targets), ``stem.csv`` (rows) and ``stem.md`` (the
+    README tables and the targets); returns the CSV and JSON paths."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     js, cs = stem.with_suffix(".json"), stem.with_suffix(".csv")
+    stem.with_suffix(".md").write_text(
+        f"<!-- {meta.get('command')}, {meta.get('date')}, load average "
+        f"{meta.get('loadavg_start')} -> {meta.get('loadavg_end')} -->\n\n"
+        + readme_tables(rows) + "\n\n" + "\n".join(target_lines(targets)) + "\n")
     with open(js, "w") as f:
         json.dump({"meta": meta, "rows": rows, "targets": targets}, f, indent=1)
     with open(cs, "w", newline="") as f:
@@ -64,3 +69,81 @@ def write(stem: Path, meta: dict, rows, targets) -> tuple[Path, Path]:
         w.writeheader()
         w.writerows(rows)
     return cs, js
+
+
+def _ms(t):
+    if t is None:
+        return "-"
+    return f"{t * 1e3:.3g} ms" if t < 1 else f"{t:.3g} s"
+
+
+def _find(rows, mdp_part, op, impl_prefix):
+    for r in rows:
+        if mdp_part in r["mdp"] and r["op"] == op and r["impl"].startswith(impl_prefix):
+            return r
+    return None
+
+
+def _peer_cell(r):
+    if r is None:
+        return "n/a"
+    if "timeout" in r["status"]:
+        return f"> {r['status'].split('> ')[1]}"
+    return _ms(r["median_s"])
+
+
+def readme_tables(rows) -> str:
+    """The README's "Tabular kernels" tables (markdown) from one run's rows: the evaluation rows
+    against the machine and scipy, and the peers summary. Rows not run are left out."""
+    from . import eval_rows as E
+    out = []
+    ev = [r for r in rows if r["op"] in (E.OP_TREE, E.OP_GARNET)]
+    if ev:
+        out += ["| case | cpi | yardstick | cpi / yardstick | peer | cpi / peer | residual cpi / peer |",
+                "|---|---|---|---|---|---|---|"]
+        for impl in (E.CPI, "cpi.evaluate (V + d)"):
+            r = _find(ev, "thought_tree", E.OP_TREE, impl)
+            y = _find(ev, "thought_tree", E.OP_TREE, E.PLAIN_TREE)
+            if r and y:
+                out.append(f"| {r['mdp']}: `{impl.split(' ')[0]}` | **{_ms(r['median_s'])}** | "
+                           f"{_ms(y['median_s'])} (plain numba pass) | **{r['x_vs_yardstick']:.2f}x** "
+                           f"| | | {fmt(r['residual'], 'e')} |")
+        for kind in ("stochastic", "deterministic"):
+            sc = _find(ev, kind, E.OP_GARNET, E.SCIPY)
+            y = _find(ev, kind, E.OP_GARNET, E.PLAIN_P)
+            for impl in (E.CPI, E.CPI_1T):
+                r = _find(ev, kind, E.OP_GARNET, impl)
+                if r and sc and y:
+                    who = "`cpi.value`" + (", 1 numba thread" if impl == E.CPI_1T else "")
+                    out.append(f"| {r['mdp']}: {who} | **{_ms(r['median_s'])}** | "
+                               f"{_ms(y['median_s'])} (one pass over P) | {r['x_vs_yardstick']:.1f}x | "
+                               f"{_ms(sc['median_s'])} (scipy Pi P + bicgstab 1e-10) | "
+                               f"**{r['median_s'] / sc['median_s']:.2f}x** | "
+                               f"{fmt(r['residual'], 'e')} / {fmt(sc['residual'], 'e')} |")
+        out.append("")
+    peers = [r for r in rows if r not in ev]
+    if peers:
+        out += ["| MDP | operation | cpi | QuantEcon | pymdptoolbox | scipy |",
+                "|---|---|---|---|---|---|"]
+        for part, op, cpi_impl, sc_impl in (
+                ("garnet S=20000", "policy evaluation", "cpi.evaluate", "scipy bicgstab"),
+                ("garnet S=20000", "VI sweep", "cpi.bellman_sweep", "scipy CSR"),
+                ("garnet S=2500", "policy evaluation", "cpi.evaluate", "scipy bicgstab"),
+                ("thought_tree", "policy evaluation", "cpi.evaluate", "scipy spsolve"),
+                ("thought_tree", "VI sweep", "cpi.bellman_sweep", "scipy CSR")):
+            c = _find(peers, part, op, cpi_impl)
+            if c is None:
+                continue
+            qe = _find(peers, part, op, "quantecon")
+            md = _find(peers, part, op, "pymdptoolbox")
+            sc = _find(peers, part, op, sc_impl)
+            cell = f"**{_ms(c['median_s'])}**"
+            if op == "VI sweep":
+                cell += f" ({c['GBps_P']:.1f} GB/s)"
+            out.append(f"| {c['mdp']} | {op} | {cell} | {_peer_cell(qe)} | {_peer_cell(md)} | "
+                       f"{_peer_cell(sc)} |")
+        cp = _find(peers, "thought_tree", "VI sweep", "numpy copy") or \
+            _find(peers, "garnet", "VI sweep", "numpy copy")
+        if cp:
+            out.append(f"| {cp['impl']} | | {cp['GBps_P']:.1f} GB/s read + write | | | |")
+    return "\n".join(out)

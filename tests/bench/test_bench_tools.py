@@ -164,3 +164,5 @@ def test_evaluation_rows_smoke(tmp_path):
     header = (stem.with_suffix(".csv")).read_text().splitlines()[0]
     assert header.split(",") == list(common.ROW_KEYS)
     assert "| " + " | ".join(table.HEAD) + " |" in table.table(rows)
+    md = stem.with_suffix(".md").read_text()
+    assert "cpi / yardstick" in md and "1 numba thread" in md and len(md.splitlines()) >= 8
