@@ -218,7 +218,8 @@ PARALLEL_MIN_NNZ = 500_000
 """Below this many non-zeros the serial kernel is used: a parallel region costs 0.1-20 ms of thread
 wake-up on a loaded 2-core machine, more than it saves on small MDPs. Measured on the idle 2-core
 machine, garnet S=20,000 (1.6M non-zeros): serial 1.68 ms (26% of copy bandwidth), parallel 0.88 ms
-(49%); experiments/bench/cpi_kernels.py."""
+(49%); experiments/bench/cpi_kernels.py. Above it the public layer still runs serially on an
+oversubscribed machine (``cpi.exact.parallel_blocks``)."""
 
 
 @nb.njit(cache=True, inline="always")

@@ -19,6 +19,7 @@ checked by the kernel that reads it first (one pass, no extra NumPy reductions).
 """
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import numba as nb
@@ -87,10 +88,40 @@ def _compact(mdp: TabularMDP, pi: np.ndarray, tol: float) -> _Ppi:
     return _Ppi(ip, ix, dx, int(width))
 
 
-def _parallel_blocks(nnz: int) -> int:
-    """Blocks for the parallel mat-vec (0: serial): parallel from ``K.PARALLEL_MIN_NNZ`` non-zeros."""
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+USABLE_CPUS = _usable_cpus()
+
+
+def oversubscribed() -> bool:
+    """The 1-minute load average is at least the number of usable CPUs (False where unknown).
+
+    A parallel region then waits for threads the OS has preempted: on the 2-core development
+    machine at load 7-12 one value solve on the S = 20,000 garnet took 880 ms with parallel
+    mat-vecs (numba's OpenMP layer; 143 ms with its workqueue layer) against 124 ms serial
+    (2026-11-30, ``docs/benchmarks.md``)."""
+    try:
+        return os.getloadavg()[0] >= USABLE_CPUS
+    except (AttributeError, OSError):
+        return False
+
+
+def parallel_blocks(nnz: int) -> int:
+    """How many blocks of rows a kernel over ``nnz`` non-zeros runs in parallel; 0 for serial.
+
+    Parallel from ``K.PARALLEL_MIN_NNZ`` non-zeros when numba has more than one thread and the
+    machine is not :func:`oversubscribed`. Serial and parallel kernels compute every row the
+    same way, so the choice changes the speed, never the bits.
+    """
     threads = nb.get_num_threads()
-    return 4 * threads if threads > 1 and nnz >= K.PARALLEL_MIN_NNZ else 0
+    if threads < 2 or nnz < K.PARALLEL_MIN_NNZ or oversubscribed():
+        return 0
+    return 4 * threads
 
 
 def _solve(mdp: TabularMDP, ppi: _Ppi | None, pi: np.ndarray, b: np.ndarray, transpose: bool,
@@ -110,7 +141,7 @@ def _solve(mdp: TabularMDP, ppi: _Ppi | None, pi: np.ndarray, b: np.ndarray, tra
         M = np.eye(S) - g * policy_matrix(mdp, pi).toarray()
         return np.linalg.solve(M.T if transpose else M, b)
     x0 = b if guess is None else guess
-    nblk = _parallel_blocks(ppi.ip[-1])
+    nblk = parallel_blocks(ppi.ip[-1])
     if not transpose and not mdp.terminal.any():
         # ||r||_2 <= sqrt(S) ||r||_inf: the Jacobi bound then meets BiCGSTAB's own criterion
         tol_inf = KRYLOV_RTOL * np.sqrt(b @ b / S)
@@ -184,7 +215,7 @@ def q_from_v(mdp: TabularMDP, V: np.ndarray) -> np.ndarray:
     if V.shape != (mdp.S,):
         raise ValueError(f"V must have shape ({mdp.S},); got {V.shape}")
     Q = np.empty((mdp.S, mdp.A))
-    kern = K.q_from_v_parallel if mdp.P.nnz >= K.PARALLEL_MIN_NNZ else K.q_from_v_serial
+    kern = K.q_from_v_parallel if parallel_blocks(mdp.P.nnz) else K.q_from_v_serial
     kern(mdp.P.indptr, mdp.P.indices, mdp.P.data, mdp.R, mdp.gamma, V, Q, mdp.one_per_row)
     return Q
 
@@ -303,7 +334,7 @@ def bellman_sweep(mdp: TabularMDP, V, V_out=None, act_out=None):
         raise ValueError(f"V must have shape ({mdp.S},); got {V.shape}")
     V_out = np.empty(mdp.S) if V_out is None else V_out
     act_out = np.empty(mdp.S, np.int64) if act_out is None else act_out
-    kern = K.bellman_sweep_parallel if mdp.P.nnz >= K.PARALLEL_MIN_NNZ else K.bellman_sweep_serial
+    kern = K.bellman_sweep_parallel if parallel_blocks(mdp.P.nnz) else K.bellman_sweep_serial
     kern(mdp.P.indptr, mdp.P.indices, mdp.P.data, mdp.R, mdp.gamma, V, V_out, act_out, mdp.one_per_row)
     return V_out, act_out
 

@@ -142,3 +142,25 @@ def _plain_jacobi(Ppi, b, k):
     for _ in range(k):
         x = b + 0.99 * Ppi @ x
     return x
+
+
+def test_parallel_only_when_big_and_not_oversubscribed(monkeypatch):
+    """The parallel / serial choice changes the speed, never the bits."""
+    import numba as nb
+    big = exact.K.PARALLEL_MIN_NNZ
+    monkeypatch.setattr(exact.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    threads = nb.get_num_threads()
+    assert exact.parallel_blocks(big - 1) == 0
+    assert exact.parallel_blocks(big) == (4 * threads if threads > 1 else 0)
+    monkeypatch.setattr(exact.os, "getloadavg", lambda: (float(exact.USABLE_CPUS), 0.0, 0.0))
+    assert exact.oversubscribed() and exact.parallel_blocks(10 * big) == 0
+    mdp = cpi.garnet(7000, 8, 10, 0.99, seed=0)  # 560,000 non-zeros
+    pi = np.random.default_rng(0).dirichlet(np.ones(8), size=mdp.S)
+    v = np.random.default_rng(1).random(mdp.S)
+    serial = (cpi.value(mdp, pi), cpi.bellman_sweep(mdp, v), cpi.q_from_v(mdp, v))
+    monkeypatch.setattr(exact.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    par = (cpi.value(mdp, pi), cpi.bellman_sweep(mdp, v), cpi.q_from_v(mdp, v))
+    np.testing.assert_array_equal(serial[0], par[0])
+    np.testing.assert_array_equal(serial[1][0], par[1][0])
+    np.testing.assert_array_equal(serial[1][1], par[1][1])
+    np.testing.assert_array_equal(serial[2], par[2])
