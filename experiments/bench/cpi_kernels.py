@@ -107,7 +107,7 @@ def metadata(argv, sz: Sizes, groups) -> dict:
         versions=dict(numpy=np.__version__, scipy=scipy.__version__, numba=numba.__version__,
                       quantecon=_version("quantecon"), pymdptoolbox=_version("pymdptoolbox"),
                       threadpoolctl=_version("threadpoolctl")),
-        loadavg_start=os.getloadavg(), date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        loadavg_start=tuple(round(x, 2) for x in os.getloadavg()), date=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         scipy_rtol=peers.SCIPY_RTOL, cpi_krylov_rtol=cpi.exact.KRYLOV_RTOL,
         cpi_commit=_git_rev(),
     )
@@ -151,7 +151,7 @@ def main(argv=None):
         meta["numba_threading_layer"] = numba.threading_layer()
     except ValueError:  # only known after a parallel kernel ran
         pass
-    meta["loadavg_end"] = os.getloadavg()
+    meta["loadavg_end"] = tuple(round(x, 2) for x in os.getloadavg())
     meta["wall_s"] = time.perf_counter() - t_start
 
     print()
