@@ -34,7 +34,7 @@ $(VENV)/.installed-bench: $(STAMP)
 	touch $@
 
 bench: $(VENV)/.installed-bench
-	$(PY) experiments/bench/cpi_kernels.py
+	$(PY) -m experiments.bench.cpi_kernels
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

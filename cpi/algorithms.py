@@ -49,7 +49,7 @@ from .mdp import TabularMDP
 from .resets import NoImprovableState, RESETS, improvable_states, make_reset, reach_probability
 from .sampling import rollout_returns
 
-__all__ = ["CPIConfig", "CPIStep", "CPIResult", "cpi", "mc_q_estimates", "mc_advantage",
+__all__ = ["CPIConfig", "CPIStep", "CPIResult", "run_cpi", "mc_q_estimates", "mc_advantage",
            "advantage_bound"]
 
 STEPS = ("kakade_langford", "spi", "fixed")
@@ -58,7 +58,7 @@ ESTIMATORS = ("exact", "monte_carlo")
 
 @dataclass
 class CPIConfig:
-    """Configuration of :func:`cpi`. Choices are validated in ``__post_init__``."""
+    """Configuration of :func:`run_cpi`. Choices are validated in ``__post_init__``."""
 
     reset: Literal["start", "random", "oracle", "noisy"] = "random"
     """Reset distribution ``nu`` (see :mod:`cpi.resets`)."""
@@ -263,10 +263,10 @@ def _estimate_mc(mdp, pi, reset, adv, cfg, seed):
     return pi2, mean, float(delta_A), st1 + st2, r1 + r2
 
 
-def cpi(mdp: TabularMDP, config: CPIConfig | None = None, pi0=None, **overrides) -> CPIResult:
+def run_cpi(mdp: TabularMDP, config: CPIConfig | None = None, pi0=None, **overrides) -> CPIResult:
     """Run Conservative Policy Iteration with a reset distribution; returns a :class:`CPIResult`.
 
-    ``config`` fields may be overridden by keyword (``cpi(mdp, reset="oracle", tau=0.1)``).
+    ``config`` fields may be overridden by keyword (``run_cpi(mdp, reset="oracle", tau=0.1)``).
     ``pi0`` defaults to the uniform policy. Episodic MDPs (``gamma == 1``) need a bound on the
     episode length (a DAG or ``horizon=``) for the finite-horizon step rules and bound.
     Implements: Kakade & Langford 2002, section 4 (CPI) and section 6 (sample-based CPI).

@@ -1,6 +1,6 @@
 """Improvement bounds for Conservative Policy Iteration, as pure functions.
 
-Conventions (DESIGN.md section 3): values ``V``, ``Q`` and advantages ``A = Q - V`` are
+Conventions (``docs/cpi.md``): values ``V``, ``Q`` and advantages ``A = Q - V`` are
 **unnormalised**; occupancies ``d_{pi,mu}`` are **normalised**; the effective horizon ``h`` is
 ``1/(1-gamma)`` (discounted) or the expected episode length (episodic, ``gamma == 1``), so that
 the performance-difference lemma reads ``V^{pi2}(mu) - V^pi(mu) = h_{pi2,mu} E_{d_{pi2,mu}}
@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import discount, mixture_weight, positive
+
 __all__ = [
     "tolerance", "state_advantage", "kl_eps", "pdl_gain", "kl_lower_bound", "kl_step_size",
     "kl_guaranteed_gain", "kl_iteration_bound", "finite_horizon_lower_bound",
@@ -36,33 +38,17 @@ __all__ = [
 ]
 
 
-def _check_alpha(alpha):
-    alpha = float(alpha)
-    if not 0.0 <= alpha <= 1.0 or np.isnan(alpha):
-        raise ValueError(f"alpha must lie in [0, 1]; got {alpha}")
-    return alpha
+_EPISODIC = " (episodic MDPs use the finite-horizon forms)"
 
 
-def _check_gamma(gamma, allow_one=False):
-    gamma = float(gamma)
-    hi_ok = gamma <= 1.0 if allow_one else gamma < 1.0
-    if not (0.0 <= gamma and hi_ok):
-        raise ValueError(f"gamma must lie in [0, {'1]' if allow_one else '1)'}; got {gamma} "
-                         f"(episodic MDPs use the finite-horizon forms)")
-    return gamma
-
-
-def _check_pos(name, v, strict=True):
-    v = float(v)
-    if not (v > 0 if strict else v >= 0) or not np.isfinite(v):
-        raise ValueError(f"{name} must be {'> 0' if strict else '>= 0'} and finite; got {v}")
-    return v
+def _check_gamma(gamma):
+    return discount(gamma, note=_EPISODIC)
 
 
 def tolerance(V) -> float:
     """Tolerance for comparing a bound with a realised value: ``1e-9 * max(1, ||V||_inf)``.
 
-    DESIGN.md section 3: at gamma = 0.999 float64 round-off of a zero gain is ~1e-9 when
+    ``docs/cpi.md``, "Tolerances": at gamma = 0.999 float64 round-off of a zero gain is ~1e-9 when
     ``||V||`` is ~1e4, so the tolerance scales with the values compared.
     """
     return 1e-9 * max(1.0, float(np.max(np.abs(V))) if np.size(V) else 1.0)
@@ -89,7 +75,7 @@ def pdl_gain(d2, adv_s, horizon2) -> float:
     ``V^{pi2}(mu) - V^pi(mu) = h_{pi2,mu} * E_{s~d_{pi2,mu}} adv_s(s)``, with ``d2 = d_{pi2,mu}``
     (normalised, (S,)) and ``horizon2 = h_{pi2,mu}`` (``1/(1-gamma)`` or the expected length
     of ``pi2``'s episodes). Implements: Kakade & Langford 2002, Lemma 6.1 (in the unnormalised
-    convention of DESIGN.md section 3).
+    convention of ``docs/cpi.md``).
     """
     return float(horizon2) * float(np.dot(d2, adv_s))
 
@@ -104,7 +90,7 @@ def kl_lower_bound(Adv, eps, alpha, gamma) -> float:
     same inequality after multiplying by ``1/(1-gamma)``). Discounted only (``gamma < 1``).
     """
     gamma = _check_gamma(gamma)
-    alpha = _check_alpha(alpha)
+    alpha = mixture_weight(alpha)
     denom = 1.0 - gamma * (1.0 - alpha)
     if denom == 0.0:  # gamma = 1 - 0 impossible here; alpha = 0 and gamma = 0 gives 1
         return 0.0
@@ -115,10 +101,10 @@ def kl_step_size(Adv, gamma, r_max) -> float:
     """K&L's step ``alpha = min(1, (1-gamma)^2 Adv / (4 R_max))`` (0 when ``Adv <= 0``).
 
     Rewards in ``[0, R_max]`` (so ``eps <= R_max/(1-gamma)``). Implements: Kakade & Langford
-    2002, Corollary 4.2 (their ``(1-gamma) A / (4R)`` with normalised ``A``; DESIGN.md section 3).
+    2002, Corollary 4.2 (their ``(1-gamma) A / (4R)`` with normalised ``A``; ``docs/cpi.md``).
     """
     gamma = _check_gamma(gamma)
-    r_max = _check_pos("r_max", r_max)
+    r_max = positive("r_max", r_max)
     return float(min(1.0, max(0.0, (1.0 - gamma) ** 2 * Adv / (4.0 * r_max))))
 
 
@@ -126,10 +112,10 @@ def kl_guaranteed_gain(Adv, gamma, r_max) -> float:
     """The gain K&L's step guarantees: ``(1-gamma) Adv^2 / (8 R_max)`` (0 when ``Adv <= 0``).
 
     Implements: Kakade & Langford 2002, Corollary 4.2 (``A^2/(8R)`` in their normalised
-    convention; DESIGN.md section 3). Holds at ``alpha = kl_step_size(Adv, gamma, r_max)``.
+    convention; ``docs/cpi.md``). Holds at ``alpha = kl_step_size(Adv, gamma, r_max)``.
     """
     gamma = _check_gamma(gamma)
-    r_max = _check_pos("r_max", r_max)
+    r_max = positive("r_max", r_max)
     return (1.0 - gamma) * max(Adv, 0.0) ** 2 / (8.0 * r_max)
 
 
@@ -143,8 +129,8 @@ def kl_iteration_bound(epsilon, gamma, r_max) -> int:
     sample-based version whose estimates are ``eps/3``-accurate; exact advantages give 18).
     """
     gamma = _check_gamma(gamma)
-    epsilon = _check_pos("epsilon", epsilon)
-    r_max = _check_pos("r_max", r_max)
+    epsilon = positive("epsilon", epsilon)
+    r_max = positive("r_max", r_max)
     return int(np.ceil(18.0 * r_max ** 2 / ((1.0 - gamma) ** 2 * epsilon ** 2)))
 
 
@@ -157,9 +143,10 @@ def finite_horizon_lower_bound(adv_total, eps, alpha, H) -> float:
     Proof (K&L's coupling): the mixture follows ``pi`` for the first ``h`` steps with
     probability ``(1-alpha)^h``, so ``|E_new[adv_s(s_h)] - E_pi[adv_s(s_h)]| <= 2 eps (1 -
     (1-alpha)^h)``, and by the PDL ``gain = alpha sum_h E_new[adv_s(s_h)]``.
-    Implements: DESIGN.md section 3 (finite horizon), after Kakade & Langford 2002, Thm 4.1.
+    Implements: the finite-horizon form of Kakade & Langford 2002, Thm 4.1 (``docs/cpi.md``,
+    "bounds"); proved here by the coupling above.
     """
-    alpha = _check_alpha(alpha)
+    alpha = mixture_weight(alpha)
     H = int(H)
     if H < 1:
         raise ValueError(f"H must be a positive integer; got {H}")
@@ -178,7 +165,7 @@ def finite_horizon_step_size(adv_total, eps_bound, H) -> float:
     H = int(H)
     if H < 1:
         raise ValueError(f"H must be a positive integer; got {H}")
-    eps_bound = _check_pos("eps_bound", eps_bound)
+    eps_bound = positive("eps_bound", eps_bound)
     if adv_total <= 0:
         return 0.0
     if H == 1:
@@ -220,7 +207,7 @@ def spi_lower_bound(Adv, delta_pi, delta_A, alpha, gamma) -> float:
     ``Delta_pi <= 2`` and ``Delta_A <= 2 eps``, it is never weaker than K&L's relaxed bound.
     """
     gamma = _check_gamma(gamma)
-    alpha = _check_alpha(alpha)
+    alpha = mixture_weight(alpha)
     return alpha * Adv / (1.0 - gamma) - alpha ** 2 * gamma * delta_pi * delta_A / (
         2.0 * (1.0 - gamma) ** 2)
 
@@ -247,7 +234,7 @@ def spi_finite_horizon_lower_bound(adv_total, delta_pi, delta_A, alpha, H) -> fl
     Delta_A / 2``; sum over ``h < H``. ``Delta_A`` must include terminal states (0).
     Derived here from Pirotta et al. 2013, Corollary 3.6, for the undiscounted finite horizon.
     """
-    alpha = _check_alpha(alpha)
+    alpha = mixture_weight(alpha)
     H = int(H)
     if H < 1:
         raise ValueError(f"H must be a positive integer; got {H}")
@@ -269,13 +256,15 @@ def mismatch_coefficient(d_target, d_ref) -> float:
     """``|| d_target / d_ref ||_inf`` (inf where ``d_ref = 0 < d_target``; 0/0 counts as 0).
 
     The distribution-mismatch coefficient of Kakade & Langford 2002, Theorem 4.5 / Agarwal et
-    al. 2021 (``d_target = d_{pi*,D}``, ``d_ref = d_{pi,mu}`` or ``mu``).
+    al. 2021, Definition 3.1 (``d_target = d_{pi*,D}``, ``d_ref = d_{pi,mu}`` or ``mu``); the one
+    definition for :mod:`cpi.bounds` and :mod:`cpi.pg_bounds` (whose ``mismatch`` arguments
+    are its value).
     """
     d_target = np.asarray(d_target, dtype=np.float64)
     d_ref = np.asarray(d_ref, dtype=np.float64)
-    if d_target.shape != d_ref.shape:
-        raise ValueError(f"d_target and d_ref must have the same shape; got {d_target.shape} "
-                         f"and {d_ref.shape}")
+    if d_target.shape != d_ref.shape or d_target.ndim != 1:
+        raise ValueError(f"d_target and d_ref must be vectors of the same shape (S,); got "
+                         f"{d_target.shape} and {d_ref.shape}")
     pos = d_target > 0
     if np.any(pos & (d_ref <= 0)):
         return float("inf")
@@ -304,10 +293,10 @@ def final_guarantee_mu(max_adv, gamma, d_opt, mu) -> float:
 
 # ----------------------------------------------------------------------------- RR vs CARO
 def _rr_caro_args(n_actions, H, r_max, tau, p):
-    n_actions = _check_pos("n_actions", n_actions)
-    H = _check_pos("H", H)
-    r_max = _check_pos("r_max", r_max)
-    tau = _check_pos("tau", tau)
+    n_actions = positive("n_actions", n_actions)
+    H = positive("H", H)
+    r_max = positive("r_max", r_max)
+    tau = positive("tau", tau)
     p = float(p)
     if not 0.0 < p <= 1.0:
         raise ValueError(f"p (the on-policy probability of reaching an improvable state) must "
@@ -320,8 +309,8 @@ def rr_sample_complexity(n_actions, H, r_max, tau, p) -> float:
 
     ``p`` is the on-policy probability of reaching an improvable state (``max_a A > tau``).
     Implements: "Credit Assignment with Resets in Language Model Reasoning" (2026), the CPI-RR
-    sample-complexity theorem (PAPERS.md; an ``O(.)`` rate, so only ratios and slopes are
-    meaningful: slope -2 in ``p`` on log-log axes).
+    sample-complexity theorem (``docs/cpi.md``, References; an ``O(.)`` rate, so only ratios
+    and slopes are meaningful: slope -2 in ``p`` on log-log axes).
     """
     A, H, R, tau, p = _rr_caro_args(n_actions, H, r_max, tau, p)
     return A * H ** 2 * R ** 2 / (tau ** 2 * p ** 2)
@@ -331,8 +320,8 @@ def caro_sample_complexity(n_actions, H, r_max, tau, p=1.0) -> float:
     """CPI with the credit-assignment reset oracle: ``|A| H^2 R^2 / tau^2`` (independent of ``p``).
 
     Implements: "Credit Assignment with Resets in Language Model Reasoning" (2026), CPI-CARO
-    theorem (PAPERS.md; ``O(.)``: slope 0 in ``p``). ``p`` is accepted (and validated) only so
-    that the two rates share a signature.
+    theorem (``docs/cpi.md``, References; ``O(.)``: slope 0 in ``p``). ``p`` is accepted (and
+    validated) only so that the two rates share a signature.
     """
     A, H, R, tau, _ = _rr_caro_args(n_actions, H, r_max, tau, p)
     return A * H ** 2 * R ** 2 / tau ** 2
@@ -341,7 +330,8 @@ def caro_sample_complexity(n_actions, H, r_max, tau, p=1.0) -> float:
 def rr_improvement(H, r_max, tau, p) -> float:
     """Per-iteration improvement of CPI-RR: ``tau^2 p^2 / (H R)`` (``Omega(.)``, slope 2 in p).
 
-    Implements: the same paper's per-iteration improvement statement (PAPERS.md, secondary).
+    Implements: the same paper's per-iteration improvement statement (taken from a secondary
+    summary of the paper, ``docs/cpi.md``, References).
     """
     _, H, R, tau, p = _rr_caro_args(1, H, r_max, tau, p)
     return tau ** 2 * p ** 2 / (H * R)
@@ -350,7 +340,8 @@ def rr_improvement(H, r_max, tau, p) -> float:
 def caro_improvement(H, r_max, tau, p) -> float:
     """Per-iteration improvement of CPI-CARO: ``tau^2 p / (H R)`` (``Omega(.)``, slope 1 in p).
 
-    Implements: the same paper's per-iteration improvement statement (PAPERS.md, secondary).
+    Implements: the same paper's per-iteration improvement statement (taken from a secondary
+    summary of the paper, ``docs/cpi.md``, References).
     """
     _, H, R, tau, p = _rr_caro_args(1, H, r_max, tau, p)
     return tau ** 2 * p / (H * R)

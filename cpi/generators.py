@@ -37,9 +37,15 @@ def _check_prob(name, v):
     return float(v)
 
 
+def _regular_indptr(n_rows: int, k: int) -> np.ndarray:
+    """CSR row pointers of ``n_rows`` rows with ``k`` non-zeros each, in int64 (int32 would wrap
+    past 2^31 non-zeros; ``TabularMDP`` narrows them to int32 where they fit)."""
+    return np.arange(0, n_rows * k + 1, k, dtype=np.int64)
+
+
 def garnet(S: int, A: int, branching: int, gamma: float = 0.99, seed: int = 0,
            initial=None) -> TabularMDP:
-    """A random garnet MDP with ``S*A*branching`` non-zeros (CSR, int32 indices).
+    """A random garnet MDP with ``S*A*branching`` non-zeros (CSR; int32 indices where they fit).
 
     Successors are distinct, drawn uniformly; probabilities are Dirichlet(1) (sorted uniform
     cuts); rewards ``R ~ U[0, 1]``; start distribution uniform unless given.
@@ -59,8 +65,9 @@ def garnet(S: int, A: int, branching: int, gamma: float = 0.99, seed: int = 0,
     probs = np.diff(np.concatenate([np.zeros((N, 1)), cuts, np.ones((N, 1))], axis=1), axis=1)
     probs = np.maximum(probs, 1e-12)
     probs /= probs.sum(axis=1, keepdims=True)
-    P = sp.csr_matrix((probs.ravel(), cols.ravel().astype(np.int32),
-                       np.arange(0, N * b + 1, b, dtype=np.int32)), shape=(N, S))
+    col_dtype = np.int32 if S < 2**31 else np.int64
+    P = sp.csr_matrix((probs.ravel(), cols.ravel().astype(col_dtype), _regular_indptr(N, b)),
+                      shape=(N, S))
     R = rng.random((S, A))
     return TabularMDP(P, R, gamma, initial=initial, name=f"garnet(S={S},A={A},b={b})",
                       info={"seed": seed})

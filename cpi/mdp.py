@@ -1,6 +1,6 @@
 """The tabular Markov decision process and its validation.
 
-Notation (Kakade & Langford 2002; DESIGN.md section 3):
+Notation (Kakade & Langford 2002; ``docs/cpi.md``, "Conventions"):
 
 * ``S`` states, ``A`` actions. ``P`` is stored as a CSR matrix of shape ``(S*A, S)`` whose
   row ``s*A + a`` is ``P(. | s, a)``; a dense ``(S, A, S)`` array is accepted and converted.
@@ -10,8 +10,8 @@ Notation (Kakade & Langford 2002; DESIGN.md section 3):
 * ``initial`` is the start distribution ``D`` over states, shape ``(S,)``.
 * A policy ``pi`` is a row-stochastic array of shape ``(S, A)``.
 
-Finite horizons are modelled as layered MDPs (see :func:`time_augment`): the time step is
-part of the state, the last layer is terminal. When the transition graph is a DAG (trees,
+Finite horizons are modelled as layered MDPs (:func:`cpi.horizon.time_augment`): the time
+step is part of the state, the last layer is terminal. When the transition graph is a DAG (trees,
 layered MDPs), :attr:`TabularMDP.order` holds a topological order and every exact quantity
 is a linear-time backward or forward pass instead of a linear solve.
 """
@@ -24,7 +24,20 @@ import scipy.sparse as sp
 
 from . import _kernels as K
 
-ROW_TOL = 1e-8  # tolerance on "rows sum to one" for P, pi and distributions
+ROW_TOL = 1e-8
+"""Tolerance on "rows sum to one" for float64 (and integer) ``P``, policies and distributions."""
+ROW_TOL_EPS = 64
+"""Lower-precision float inputs get ``max(ROW_TOL, ROW_TOL_EPS * eps)`` of their dtype (float32:
+7.6e-6): a row normalised in float32 sums to one only within a few float32 ulps."""
+
+
+def row_tolerance(dtype) -> float:
+    """Tolerance on "sums to one" for an input of ``dtype``: :data:`ROW_TOL` for float64 and
+    exact types, ``ROW_TOL_EPS`` machine epsilons for lower-precision floats."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and dtype.itemsize < 8:
+        return max(ROW_TOL, ROW_TOL_EPS * float(np.finfo(dtype).eps))
+    return ROW_TOL
 
 
 def _state_action(row: int, A: int) -> str:
@@ -49,7 +62,7 @@ class TabularMDP:
     horizon : int, optional
         A declared bound on the episode length: checked, the graph must be a DAG whose
         longest path has at most ``horizon`` steps. For a finite horizon on a general MDP
-        build the layered MDP with :func:`time_augment`.
+        build the layered MDP with :func:`cpi.time_augment`.
     order : int array (S,), optional
         A topological order of the states (generators pass it); checked in O(nnz).
     info : dict, optional
@@ -102,6 +115,7 @@ class TabularMDP:
     # ------------------------------------------------------------------ validation
     @staticmethod
     def _check_P(P, S, A):
+        tol = row_tolerance(P.dtype if hasattr(P, "dtype") else np.float64)
         if sp.issparse(P):
             P = sp.csr_matrix(P, dtype=np.float64)
             if P.shape != (S * A, S):
@@ -130,7 +144,7 @@ class TabularMDP:
                              f"next state {P.indices[k]}")
         P.eliminate_zeros()
         sums = np.asarray(P.sum(axis=1)).ravel()
-        bad = np.flatnonzero(np.abs(sums - 1.0) > ROW_TOL)
+        bad = np.flatnonzero(np.abs(sums - 1.0) > tol)
         if bad.size:
             row = int(bad[0])
             raise ValueError(f"P row for {_state_action(row, A)} sums to {sums[row]:.12g}, "
@@ -150,6 +164,19 @@ class TabularMDP:
                     raise ValueError(f"terminal mask must have shape ({S},); got {t.shape}")
                 mask = t.copy()
             else:
+                if t.ndim > 1:
+                    raise ValueError(f"terminal must be a bool mask ({S},) or a 1-d array of state "
+                                     f"indices; got shape {t.shape}")
+                t = t.ravel()
+                if t.size and t.dtype.kind not in "iuf":
+                    raise ValueError(f"terminal must be a bool mask or integer state indices; got "
+                                     f"dtype {t.dtype}")
+                if t.size and t.dtype.kind == "f":
+                    frac = ~np.isfinite(t) | (t != np.round(t))
+                    if frac.any():  # e.g. 2.7 would silently become state 2
+                        k = int(np.flatnonzero(frac)[0])
+                        raise ValueError(f"terminal indices must be integers; got {t[k]} at "
+                                         f"position {k}")
                 if t.size and (t.min() < 0 or t.max() >= S):
                     raise ValueError(f"terminal indices must lie in [0, {S}); got {t.min()}..{t.max()}")
                 mask[t.astype(np.int64)] = True
@@ -171,13 +198,14 @@ class TabularMDP:
         return free / free.sum()
 
     def _check_distribution(self, mu, name):
+        tol = row_tolerance(getattr(mu, "dtype", np.float64))
         mu = np.ascontiguousarray(mu, dtype=np.float64)
         if mu.shape != (self.S,):
             raise ValueError(f"{name} must have shape (S,) = ({self.S},); got {mu.shape}")
         if not np.all(np.isfinite(mu)) or mu.min() < 0:
             s = int(np.flatnonzero(~(np.isfinite(mu) & (mu >= 0)))[0])
             raise ValueError(f"{name}[{s}] = {mu[s]}: a distribution must be finite and non-negative")
-        if abs(mu.sum() - 1.0) > ROW_TOL:
+        if abs(mu.sum() - 1.0) > tol:
             raise ValueError(f"{name} sums to {mu.sum():.12g}, not 1")
         return mu
 
@@ -269,20 +297,34 @@ class TabularMDP:
         """Dense ``(S, A, S)`` copy of ``P`` (small MDPs, tests)."""
         return self.P.toarray().reshape(self.S, self.A, self.S)
 
-    def check_policy(self, pi, name="pi") -> np.ndarray:
-        """Validate a row-stochastic ``(S, A)`` policy; returns it as contiguous float64."""
+    def as_policy(self, pi, name="pi") -> tuple[np.ndarray, float]:
+        """``(pi, tol)``: ``pi`` as a contiguous float64 ``(S, A)`` array (shape checked, entries
+        *not*) and the row-sum tolerance of its input dtype (:func:`row_tolerance`). For the
+        kernels that check the entries while they read them (``cpi.value``, ``cpi.evaluate``);
+        everything else calls :meth:`check_policy`."""
+        tol = row_tolerance(getattr(pi, "dtype", np.float64))
         pi = np.ascontiguousarray(pi, dtype=np.float64)
         if pi.shape != (self.S, self.A):
             raise ValueError(f"{name} must have shape (S, A) = ({self.S}, {self.A}); got {pi.shape}")
-        bad = ~np.isfinite(pi) | (pi < 0)
-        if bad.any():
-            s, a = np.argwhere(bad)[0]
+        return pi, tol
+
+    def check_policy(self, pi, name="pi", tol=None) -> np.ndarray:
+        """Validate a row-stochastic ``(S, A)`` policy; returns it as contiguous float64.
+
+        One numba pass over ``pi`` (``cpi._kernels.policy_violation``). Raises ``ValueError``
+        naming the first bad entry (``pi[s, a] = -0.5``: NaN, infinite or negative; row-major
+        order) or, if every entry is fine, the first row that does not sum to one within
+        ``tol`` (default: :func:`row_tolerance` of the input dtype; callers holding a float64
+        copy of a float32 policy pass the float32 tolerance).
+        """
+        pi, dtype_tol = self.as_policy(pi, name)
+        tol = dtype_tol if tol is None else tol
+        kind, s, a = K.policy_violation(pi, tol)
+        if kind == 1:
             raise ValueError(f"{name}[{s}, {a}] = {pi[s, a]}: policy entries must be finite and >= 0")
-        sums = pi.sum(axis=1)
-        badrow = np.flatnonzero(np.abs(sums - 1.0) > ROW_TOL)
-        if badrow.size:
-            s = int(badrow[0])
-            raise ValueError(f"{name} is not row-stochastic: row for state {s} sums to {sums[s]:.12g}")
+        if kind == 2:
+            raise ValueError(f"{name} is not row-stochastic: row for state {s} sums to "
+                             f"{pi[s].sum():.12g}")
         return pi
 
     def check_distribution(self, mu, name="mu") -> np.ndarray:
@@ -296,43 +338,3 @@ class TabularMDP:
         kind = "DAG" if self._order is not None else "MDP"
         return (f"TabularMDP({self.name!r}, S={self.S}, A={self.A}, gamma={self.gamma}, "
                 f"nnz={self.P.nnz}, terminal={int(self.terminal.sum())}, {kind})")
-
-
-def time_augment(mdp: TabularMDP, H: int) -> TabularMDP:
-    """The ``H``-step finite-horizon version of ``mdp`` as a layered DAG MDP.
-
-    State ``h*S + s`` is "state ``s`` at step ``h``" for ``h < H``; one extra terminal state
-    ``H*S`` ends every episode after ``H`` steps (and absorbs ``mdp``'s terminal states).
-    Its value at layer 0 is the ``H``-step value of ``mdp``; ``gamma`` is kept.
-    """
-    H = int(H)
-    if H < 1:
-        raise ValueError(f"H must be a positive integer; got {H}")
-    S, A = mdp.S, mdp.A
-    end = H * S  # the single terminal state closing every episode
-    P = mdp.P.tocoo()
-    live = ~mdp.terminal[P.row // A]
-    r, c, p = P.row[live], P.col[live], P.data[live]
-    rows, cols, vals = [], [], []
-    for h in range(H):
-        rows.append(h * S * A + r)
-        cols.append(np.full(c.shape, end) if h == H - 1 else (h + 1) * S + c)
-        vals.append(p)
-        for s in np.flatnonzero(mdp.terminal):  # mdp's terminal states stay absorbing
-            rows.append((h * S + s) * A + np.arange(A))
-            cols.append(np.full(A, h * S + s))
-            vals.append(np.ones(A))
-    rows.append(end * A + np.arange(A))
-    cols.append(np.full(A, end))
-    vals.append(np.ones(A))
-    Pa = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                       shape=((end + 1) * A, end + 1))
-    R = np.zeros((end + 1, A))
-    R[:end] = np.tile(np.where(mdp.terminal[:, None], 0.0, mdp.R), (H, 1))
-    terminal = np.zeros(end + 1, np.bool_)
-    terminal[end] = True
-    terminal[:end] = np.tile(mdp.terminal, H)
-    initial = np.zeros(end + 1)
-    initial[:S] = mdp.initial
-    return TabularMDP(Pa, R, mdp.gamma, initial=initial, terminal=terminal,
-                      horizon=H, name=f"{mdp.name}[H={H}]", info={"base": mdp.name, "H": H})

@@ -2,7 +2,7 @@
 
 Notation (Agarwal, Kakade, Lee & Mahajan 2021, "On the Theory of Policy Gradient Methods";
 Bhandari & Russo, "Global Optimality Guarantees for Policy Gradient Methods" and "On Linear
-Convergence of Policy Gradient Methods for Finite MDPs"; DESIGN.md section 3):
+Convergence of Policy Gradient Methods for Finite MDPs"; ``docs/cpi.md``):
 
 * ``mu`` (S,) is the distribution whose value ``V^pi(mu)`` the optimiser ascends (the
   gradient's start distribution); ``rho`` (S,) is where sub-optimality is measured,
@@ -37,6 +37,7 @@ from typing import Literal
 import numpy as np
 
 from .exact import evaluate, greedy, optimal, q_from_v
+from .checks import step_size
 from .mdp import TabularMDP
 
 Method = Literal["projected", "softmax", "npg", "soft_pi", "pi"]
@@ -50,19 +51,6 @@ def _check_discounted(mdp: TabularMDP) -> None:
     if not mdp.gamma < 1.0:
         raise ValueError(f"policy-gradient optimisers need a discounted MDP (gamma < 1); "
                          f"{mdp.name} has gamma = {mdp.gamma}")
-
-
-def _check_step(name: str, v, hi: float | None = None) -> float:
-    if isinstance(v, (str, bytes)):
-        raise TypeError(f"{name} must be a real number; got {v!r}")
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number; got {v!r}") from None
-    if not np.isfinite(v) or v <= 0.0 or (hi is not None and v > hi):
-        rng = f"(0, {hi}]" if hi is not None else "(0, inf)"
-        raise ValueError(f"step size {name} must be finite and lie in {rng}; got {v}")
-    return v
 
 
 def _check_T(T) -> int:
@@ -106,8 +94,8 @@ def project_simplex(Y) -> np.ndarray:
     return np.maximum(Y - tau[:, None], 0.0)
 
 
-def _eval(mdp, pi, mu):
-    ev = evaluate(mdp, pi, mu)
+def _eval(mdp, pi, mu, guess=None):
+    ev = evaluate(mdp, pi, mu, guess=guess)
     return ev.V, q_from_v(mdp, ev.V), ev.d
 
 
@@ -169,10 +157,13 @@ class _Recorder:
         self.astar = np.argmax(pistar, axis=1)
         self.sub, self.gap, self.obj, self.minp, self.steps, self.gerr = [], [], [], [], [], []
         self.Q_prev = None
+        self.V_prev = None
 
     def record(self, pi):
-        """Evaluate ``pi``; returns ``(V, Q, d)`` and stores the trace entries."""
-        V, Q, d = _eval(self.mdp, pi, self.mu)
+        """Evaluate ``pi`` (a Krylov solve starts from the previous iterate's value); returns
+        ``(V, Q, d)`` and stores the trace entries."""
+        V, Q, d = _eval(self.mdp, pi, self.mu, guess=self.V_prev)
+        self.V_prev = V
         if self.Q_prev is not None:  # how greedy this policy is w.r.t. the previous Q
             Qp = self.Q_prev
             self.gerr.append(float((Qp.max(axis=1) - (pi * Qp).sum(axis=1)).max()))
@@ -208,7 +199,7 @@ def projected_pg(mdp: TabularMDP, T: int, eta: float | None = None, *, mu=None, 
     if eta is None:
         from .pg_bounds import direct_smoothness
         eta = 1.0 / max(direct_smoothness(mdp.gamma, mdp.A, reward_span(mdp)), 1e-12)
-    eta = _check_step("eta", eta)
+    eta = step_size(eta, "eta")
     rec = _Recorder(mdp, mu, rho, "projected", T)
     pi = _start_policy(mdp, pi0)
     for _ in range(T):
@@ -233,7 +224,7 @@ def softmax_pg(mdp: TabularMDP, T: int, eta: float | None = None, *, mu=None, rh
     if eta is None:
         from .pg_bounds import softmax_smoothness
         eta = 1.0 / softmax_smoothness(mdp.gamma, reward_span(mdp))
-    eta = _check_step("eta", eta)
+    eta = step_size(eta, "eta")
     theta = _check_theta(mdp, theta0)
     rec = _Recorder(mdp, mu, rho, "softmax", T)
     for _ in range(T):
@@ -267,14 +258,14 @@ def natural_pg(mdp: TabularMDP, T: int, eta, *, mu=None, rho=None, theta0=None) 
     _check_discounted(mdp)
     T = _check_T(T)
     if np.ndim(eta) == 0:
-        etas = np.full(T, _check_step("eta", eta))
+        etas = np.full(T, step_size(eta, "eta"))
     else:
         etas = np.asarray(eta, dtype=np.float64)
         if etas.shape != (T,):
             raise ValueError(f"eta must be a number or a sequence of T = {T} numbers; got shape "
                              f"{etas.shape}")
         for e in etas:
-            _check_step("eta", e)
+            step_size(e, "eta")
     theta = _check_theta(mdp, theta0)
     rec = _Recorder(mdp, mu, rho, "npg", T)
     for t in range(T):
@@ -297,7 +288,7 @@ def soft_policy_iteration(mdp: TabularMDP, T: int, alpha: float, *, mu=None, rho
     """
     _check_discounted(mdp)
     T = _check_T(T)
-    alpha = _check_step("alpha", alpha, hi=1.0)
+    alpha = step_size(alpha, "alpha", hi=1.0)
     rec = _Recorder(mdp, mu, rho, "soft_pi", T)
     pi = _start_policy(mdp, pi0)
     for _ in range(T):
@@ -357,9 +348,9 @@ class PGConfig:
         if self.method == "soft_pi":
             if self.step is None:
                 raise ValueError("method 'soft_pi' needs step=alpha in (0, 1]")
-            _check_step("alpha", self.step, hi=1.0)
+            step_size(self.step, "alpha", hi=1.0)
         elif self.step is not None and self.method != "pi":
-            _check_step("eta", self.step)
+            step_size(self.step, "eta")
 
 
 def run_pg(mdp: TabularMDP, cfg: PGConfig, *, mu=None, rho=None) -> PGTrace:

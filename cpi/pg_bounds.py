@@ -4,7 +4,7 @@ Each docstring states the inequality, its source, and whether the statement was 
 here (a proof sketch follows, checked by the tests on random MDPs/MRPs) or **cited** (a
 constant taken from the paper that could not be re-derived; the tests then check the
 stated form numerically and report its slack). Conventions: unnormalised values, normalised
-occupancy (DESIGN.md section 3); ``span = max R - min R`` is the reward scale (the papers
+occupancy (``docs/cpi.md``); ``span = max R - min R`` is the reward scale (the papers
 take rewards in [0, 1], i.e. ``span = 1``).
 
 Policy gradient
@@ -32,19 +32,11 @@ import math
 
 import numpy as np
 
-
-def _pos(name, v, allow_zero=False):
-    v = float(v)
-    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{name} must be finite and {'>= 0' if allow_zero else '> 0'}; got {v}")
-    return v
+from .checks import discount, positive
 
 
 def _gamma(gamma):
-    gamma = float(gamma)
-    if not 0.0 <= gamma < 1.0:
-        raise ValueError(f"gamma must lie in [0, 1) for these bounds; got {gamma}")
-    return gamma
+    return discount(gamma, note=" for these bounds")
 
 
 def _T(T, lo=1):
@@ -59,7 +51,7 @@ def soft_pi_contraction(alpha: float, gamma: float) -> float:
 
     Update ``pi_{k+1} = (1 - alpha) pi_k + alpha greedy(Q^{pi_k})``, ``alpha`` in (0, 1].
     Source: Bhandari & Russo ("Global Optimality Guarantees...", policy-iteration-like
-    updates; DESIGN.md sec. 3). **Proved**: with ``T_pi`` the Bellman operator of ``pi`` and
+    updates; ``docs/cpi.md``). **Proved**: with ``T_pi`` the Bellman operator of ``pi`` and
     ``T`` the optimality operator, ``T_{pi_{k+1}} V^k = (1-alpha) V^k + alpha T V^k >= V^k``,
     so ``V^{k+1} >= T_{pi_{k+1}} V^k`` (monotonicity) and
     ``0 <= V* - V^{k+1} <= (1-alpha)(V* - V^k) + alpha (T V* - T V^k)
@@ -76,7 +68,7 @@ def soft_pi_bound(gap0: float, alpha: float, gamma: float, T: int) -> np.ndarray
     ``||V* - V^{pi_k}||_inf`` and hence ``V*(rho) - V^{pi_k}(rho)`` (proved, see
     :func:`soft_pi_contraction`; ``alpha = 1`` is policy iteration's ``gamma^k``)."""
     c = soft_pi_contraction(alpha, gamma)
-    return _pos("gap0", gap0, allow_zero=True) * c ** np.arange(_T(T, 0) + 1)
+    return positive("gap0", gap0, allow_zero=True) * c ** np.arange(_T(T, 0) + 1)
 
 
 def approx_pi_step_bound(gap: float, gamma: float, eps: float) -> float:
@@ -93,7 +85,7 @@ def approx_pi_step_bound(gap: float, gamma: float, eps: float) -> float:
     Softmax NPG with large ``eta`` has small ``eps``: it approaches policy iteration.
     """
     g = _gamma(gamma)
-    return g * _pos("gap", gap, True) + _pos("eps", eps, True) / (1.0 - g)
+    return g * positive("gap", gap, True) + positive("eps", eps, True) / (1.0 - g)
 
 
 def npg_bound(T, eta: float, gamma: float, A: int, span: float = 1.0, kl0: float | None = None):
@@ -111,25 +103,12 @@ def npg_bound(T, eta: float, gamma: float, A: int, span: float = 1.0, kl0: float
     ``T`` may be an array (``T >= 1``).
     """
     g = _gamma(gamma)
-    eta = _pos("eta", eta)
+    eta = positive("eta", eta)
     T = np.asarray(T, dtype=np.float64)
     if np.any(T < 1):
         raise ValueError("T must be >= 1 for the NPG bound")
-    kl = math.log(int(A)) if kl0 is None else _pos("kl0", kl0, True)
-    return kl / (eta * T) + _pos("span", span, True) / ((1.0 - g) ** 2 * T)
-
-
-def mismatch_coefficient(d_star, mu) -> float:
-    """``||d_star / mu||_inf`` (distribution mismatch coefficient, Agarwal et al. Def. 3.1 /
-    Kakade & Langford 2002); ``inf`` if ``mu`` misses mass of ``d_star``."""
-    d_star = np.asarray(d_star, dtype=np.float64)
-    mu = np.asarray(mu, dtype=np.float64)
-    if d_star.shape != mu.shape or d_star.ndim != 1:
-        raise ValueError(f"d_star and mu must be vectors of the same shape; got {d_star.shape}, {mu.shape}")
-    pos = d_star > 0
-    if np.any(mu[pos] <= 0):
-        return math.inf
-    return float((d_star[pos] / mu[pos]).max()) if pos.any() else 0.0
+    kl = math.log(int(A)) if kl0 is None else positive("kl0", kl0, True)
+    return kl / (eta * T) + positive("span", span, True) / ((1.0 - g) ** 2 * T)
 
 
 def gradient_domination(stationarity: float, mismatch: float, gamma: float,
@@ -145,8 +124,8 @@ def gradient_domination(stationarity: float, mismatch: float, gamma: float,
     ``= ||d*/d_{pi,mu}|| max_pibar (pibar - pi)^T grad``, and ``d_{pi,mu} >= (1-gamma) mu``.
     """
     g = _gamma(gamma)
-    C = _pos("mismatch", mismatch, True) * (1.0 if on_policy else 1.0 / (1.0 - g))
-    return C * _pos("stationarity", stationarity, True)
+    C = positive("mismatch", mismatch, True) * (1.0 if on_policy else 1.0 / (1.0 - g))
+    return C * positive("stationarity", stationarity, True)
 
 
 def softmax_gradient_domination(subopt: float, min_prob_opt: float, S: int,
@@ -162,7 +141,7 @@ def softmax_gradient_domination(subopt: float, min_prob_opt: float, S: int,
     """
     if mismatch_on_policy <= 0 or not np.isfinite(mismatch_on_policy):
         return 0.0
-    return (_pos("min_prob_opt", min_prob_opt, True) * _pos("subopt", subopt, True)
+    return (positive("min_prob_opt", min_prob_opt, True) * positive("subopt", subopt, True)
             / (math.sqrt(int(S)) * mismatch_on_policy))
 
 
@@ -172,7 +151,7 @@ def direct_smoothness(gamma: float, A: int, span: float = 1.0) -> float:
     Source: Agarwal et al. 2021, Lemma D.3 (rewards in [0, 1]). **Cited**; the tests check
     ``|V(pi + tu) - V(pi) - t grad.u| <= beta t^2 ||u||^2 / 2`` on random policies and directions.
     """
-    return 2.0 * _gamma(gamma) * int(A) * _pos("span", span, True) / (1.0 - gamma) ** 3
+    return 2.0 * _gamma(gamma) * int(A) * positive("span", span, True) / (1.0 - gamma) ** 3
 
 
 def softmax_smoothness(gamma: float, span: float = 1.0) -> float:
@@ -181,7 +160,7 @@ def softmax_smoothness(gamma: float, span: float = 1.0) -> float:
     Source: Agarwal et al. 2021, Lemma D.4 / Mei et al. 2020, Lemma 7. **Cited**; checked
     numerically like :func:`direct_smoothness`.
     """
-    return 8.0 * _pos("span", span, True) / (1.0 - _gamma(gamma)) ** 3
+    return 8.0 * positive("span", span, True) / (1.0 - _gamma(gamma)) ** 3
 
 
 def softmax_pg_bound(subopt0: float, min_prob_opt, gamma: float, S: int, mismatch: float,
@@ -199,9 +178,9 @@ def softmax_pg_bound(subopt0: float, min_prob_opt, gamma: float, S: int, mismatc
     """
     c = np.asarray(min_prob_opt, dtype=np.float64)
     beta = softmax_smoothness(gamma, span)
-    C = _pos("mismatch", mismatch) / (1.0 - gamma)
+    C = positive("mismatch", mismatch) / (1.0 - gamma)
     k = c ** 2 / (2.0 * beta * int(S) * C ** 2)  # (T,)
-    d0 = _pos("subopt0", subopt0, True)
+    d0 = positive("subopt0", subopt0, True)
     if d0 == 0:
         return np.zeros(c.size + 1)
     inv = 1.0 / d0 + np.concatenate([[0.0], np.cumsum(k)])
@@ -223,8 +202,8 @@ def projected_pg_bound(T, gamma: float, S: int, A: int, mismatch: float, span: f
     T = np.asarray(T, dtype=np.float64)
     if np.any(T < 1):
         raise ValueError("T must be >= 1")
-    return (8.0 * _pos("span", span, True) * np.sqrt(g * int(S) * int(A) / T)
-            * _pos("mismatch", mismatch, True) / (1.0 - g) ** 3)
+    return (8.0 * positive("span", span, True) * np.sqrt(g * int(S) * int(A) / T)
+            * positive("mismatch", mismatch, True) / (1.0 - g) ** 3)
 
 
 # ============================================================================ TD(0)
@@ -236,7 +215,7 @@ def td_inner_lemma(gamma: float, err_D_sq: float) -> float:
     ``||x||_D^2 - gamma <x, P x>_D >= (1 - gamma) ||x||_D^2`` since ``||P x||_D <= ||x||_D`` for
     the stationary ``D`` (Jensen).
     """
-    return (1.0 - _gamma(gamma)) * _pos("err_D_sq", err_D_sq, True)
+    return (1.0 - _gamma(gamma)) * positive("err_D_sq", err_D_sq, True)
 
 
 def td_norm_lemma(err_D: float, feature_norm: float = 1.0, gamma: float | None = None) -> float:
@@ -247,7 +226,7 @@ def td_norm_lemma(err_D: float, feature_norm: float = 1.0, gamma: float | None =
     gamma) ||x||_D``. With ``gamma`` given, the tighter ``(1 + gamma) L`` is returned.
     """
     c = 2.0 if gamma is None else 1.0 + _gamma(gamma)
-    return c * _pos("feature_norm", feature_norm) * _pos("err_D", err_D, True)
+    return c * positive("feature_norm", feature_norm) * positive("err_D", err_D, True)
 
 
 def _td_alpha(alpha, gamma, hi_div):
@@ -273,8 +252,8 @@ def mean_path_td_bound(T, alpha: float, gamma: float, omega: float, dist0_sq: fl
     g = _gamma(gamma)
     alpha = _td_alpha(alpha, g, 4)
     T = np.asarray(T, dtype=np.float64)
-    rate = max(1.0 - alpha * _pos("omega", omega) * (1.0 - g), 0.0)
-    return rate ** T * _pos("dist0_sq", dist0_sq, True)
+    rate = max(1.0 - alpha * positive("omega", omega) * (1.0 - g), 0.0)
+    return rate ** T * positive("dist0_sq", dist0_sq, True)
 
 
 def mean_path_td_average_bound(T, alpha: float, gamma: float, dist0_sq: float):
@@ -288,7 +267,7 @@ def mean_path_td_average_bound(T, alpha: float, gamma: float, dist0_sq: float):
     T = np.asarray(T, dtype=np.float64)
     if np.any(T < 1):
         raise ValueError("T must be >= 1")
-    return _pos("dist0_sq", dist0_sq, True) / (alpha * (1.0 - g) * T)
+    return positive("dist0_sq", dist0_sq, True) / (alpha * (1.0 - g) * T)
 
 
 def iid_td_constant_bound(T, gamma: float, dist0_sq: float, sigma2: float):
@@ -306,14 +285,14 @@ def iid_td_constant_bound(T, gamma: float, dist0_sq: float, sigma2: float):
     if np.any(1.0 / np.sqrt(T) > (1.0 - g) / 8 * (1 + 1e-12)):
         raise ValueError(f"the constant-step i.i.d. TD bound needs alpha = 1/sqrt(T) <= "
                          f"(1-gamma)/8, i.e. T >= {math.ceil(64 / (1 - g) ** 2 - 1e-9)}; got T = {T.min():g}")
-    return (_pos("dist0_sq", dist0_sq, True) + 2.0 * _pos("sigma2", sigma2, True)) / ((1.0 - g) * np.sqrt(T))
+    return (positive("dist0_sq", dist0_sq, True) + 2.0 * positive("sigma2", sigma2, True)) / ((1.0 - g) * np.sqrt(T))
 
 
 def iid_td_decreasing_schedule(gamma: float, omega: float):
     """``(beta, lam)`` of the step ``alpha_t = beta/(lam + t)``: ``beta = 2/((1-gamma) omega)``,
     ``lam = 16/((1-gamma)^2 omega)`` (so ``alpha_0 = (1-gamma)/8``)."""
     g = _gamma(gamma)
-    omega = _pos("omega", omega)
+    omega = positive("omega", omega)
     return 2.0 / ((1.0 - g) * omega), 16.0 / ((1.0 - g) ** 2 * omega)
 
 
@@ -328,7 +307,7 @@ def iid_td_decreasing_bound(T, gamma: float, omega: float, dist0_sq: float, sigm
     ``nu (k+2) >= 2 beta^2 sigma^2 (k+1)``, true for ``nu >= 2 beta^2 sigma^2``.
     """
     beta, lam = iid_td_decreasing_schedule(gamma, omega)
-    nu = max(2.0 * beta ** 2 * _pos("sigma2", sigma2, True), lam * _pos("dist0_sq", dist0_sq, True))
+    nu = max(2.0 * beta ** 2 * positive("sigma2", sigma2, True), lam * positive("dist0_sq", dist0_sq, True))
     return nu / (lam + np.asarray(T, dtype=np.float64))
 
 
@@ -337,7 +316,7 @@ def iid_td_weighted_schedule(gamma: float, omega: float):
     weights ``w_t = lam + t - 1``, ``kappa = (1-gamma) omega / 2``,
     ``lam = max(3, 32/((1-gamma)^2 omega))`` (so ``alpha_0 <= (1-gamma)/8``)."""
     g = _gamma(gamma)
-    omega = _pos("omega", omega)
+    omega = positive("omega", omega)
     return (1.0 - g) * omega / 2.0, max(3.0, 32.0 / ((1.0 - g) ** 2 * omega))
 
 
@@ -358,8 +337,8 @@ def iid_td_weighted_average_bound(T, gamma: float, omega: float, dist0_sq: float
     if np.any(T < 1):
         raise ValueError("T must be >= 1")
     W = T * (T - 1) / 2.0 + T * (lam - 1.0)
-    head = kappa * (lam - 1.0) * (lam - 2.0) * _pos("dist0_sq", dist0_sq, True) / 2.0
-    return 2.0 / ((1.0 - g) * W) * (head + 4.0 * _pos("sigma2", sigma2, True) * T / kappa)
+    head = kappa * (lam - 1.0) * (lam - 2.0) * positive("dist0_sq", dist0_sq, True) / 2.0
+    return 2.0 / ((1.0 - g) * W) * (head + 4.0 * positive("sigma2", sigma2, True) * T / kappa)
 
 
 def markov_td_bound(T, gamma: float, dist0_sq: float, G: float, tau_mix: float):
@@ -373,7 +352,7 @@ def markov_td_bound(T, gamma: float, dist0_sq: float, G: float, tau_mix: float):
     """
     g = _gamma(gamma)
     T = np.asarray(T, dtype=np.float64)
-    return ((_pos("dist0_sq", dist0_sq, True) + _pos("G", G, True) ** 2 * (9.0 + 12.0 * _pos("tau_mix", tau_mix, True)))
+    return ((positive("dist0_sq", dist0_sq, True) + positive("G", G, True) ** 2 * (9.0 + 12.0 * positive("tau_mix", tau_mix, True)))
             / (2.0 * np.sqrt(T) * (1.0 - g)))
 
 
@@ -395,4 +374,4 @@ def one_step_improvement_bound(adv_gap, d_new, eps: float, gamma: float) -> floa
     d_new = np.asarray(d_new, dtype=np.float64)
     if adv_gap.shape != d_new.shape:
         raise ValueError(f"adv_gap and d_new must have the same shape; got {adv_gap.shape}, {d_new.shape}")
-    return float((d_new @ adv_gap - 2.0 * _pos("eps", eps, True)) / (1.0 - g))
+    return float((d_new @ adv_gap - 2.0 * positive("eps", eps, True)) / (1.0 - g))

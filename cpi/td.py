@@ -27,6 +27,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from . import _pg_kernels as K
+from .checks import positive, step_size
 from .exact import greedy, occupancy, policy_matrix, q_from_v, value
 from .mdp import TabularMDP
 
@@ -192,13 +193,6 @@ def value_error_sq(prob: TDProblem, theta) -> np.ndarray:
     return x ** 2 @ prob.mrp.D
 
 
-def _check_alpha(alpha, name="alpha"):
-    alpha = float(alpha)
-    if not np.isfinite(alpha) or alpha <= 0:
-        raise ValueError(f"step size {name} must be finite and > 0; got {alpha}")
-    return alpha
-
-
 # ----------------------------------------------------------------------------- TD runs
 def mean_path_td(prob: TDProblem, T: int, alpha: float | None = None, theta0=None) -> np.ndarray:
     """Mean-path TD ``theta_{t+1} = theta_t + alpha gbar(theta_t)``; returns ``(T+1, d)`` iterates.
@@ -207,7 +201,7 @@ def mean_path_td(prob: TDProblem, T: int, alpha: float | None = None, theta0=Non
     """
     if int(T) != T or T < 0:
         raise ValueError(f"T must be an integer >= 0; got {T}")
-    alpha = _check_alpha((1.0 - prob.mrp.gamma) / 4.0 if alpha is None else alpha)
+    alpha = step_size((1.0 - prob.mrp.gamma) / 4.0 if alpha is None else alpha)
     d = prob.Phi.shape[1]
     theta = np.zeros(d) if theta0 is None else np.array(theta0, dtype=np.float64)
     if theta.shape != (d,):
@@ -244,7 +238,7 @@ def td_schedule(prob: TDProblem, T: int, schedule: Schedule, alpha: float | None
     t = np.arange(int(T), dtype=np.float64)
     g = prob.mrp.gamma
     if schedule == "constant":
-        a = _check_alpha(1.0 / np.sqrt(max(T, 1)) if alpha is None else alpha)
+        a = step_size(1.0 / np.sqrt(max(T, 1)) if alpha is None else alpha)
         return np.full(int(T), a), np.ones(int(T))
     if schedule == "decreasing":
         beta, lam = iid_td_decreasing_schedule(g, prob.omega)
@@ -272,7 +266,7 @@ def sampled_td(prob: TDProblem, checkpoints, *, sampling: Literal["iid", "markov
         raise ValueError(f"sampling must be 'iid' or 'markov'; got {sampling!r}")
     T = int(cps.max())
     alphas, weights = td_schedule(prob, T, schedule, alpha)
-    rad = -1.0 if radius is None else _check_alpha(radius, "radius")
+    rad = -1.0 if radius is None else positive("radius", radius)
     m, d = prob.mrp, prob.Phi.shape[1]
     cdf = np.cumsum(m.P, axis=1)  # (S, S)
     cdf[:, -1] = 1.0

@@ -18,7 +18,7 @@ log grid from 1e-3 to 1, the exact realised quantity is compared with the bound:
 Printed per bound: cases, violations, min slack (bound side minus realised side, signed so
 that negative = violated), min slack scaled by max(1, ||V||_inf), median tightness (lower
 bounds: bound / realised over cases with a positive gain, 1 = tight; upper bounds: realised /
-bound). A violation beyond ``1e-9 * max(1, ||V||_inf)`` (DESIGN.md section 3) exits with 1.
+bound). A violation beyond ``1e-9 * max(1, ||V||_inf)`` (:func:`cpi.bounds.tolerance`, ``docs/cpi.md``) exits with 1.
 The table goes to paper_figs/bounds_check.{csv,json}.
 
     python experiments/check_bounds.py                # default sweep, ~1 min on 2 cores
@@ -33,15 +33,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
+import cpi
+from cpi import bounds as B
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-
-import cpi  # noqa: E402
-import cpi.algorithms  # noqa: E402
-from cpi import bounds as B  # noqa: E402
 
 LOWER = ["kl_thm41", "kl_cor42", "spi", "spi_step", "finite_horizon", "fh_step", "spi_fh"]
 UPPER = ["final", "final_mu"]
@@ -166,7 +163,7 @@ def check_mdp(mdp, pi, pi2, alphas, table, where, rng):
         _, _, real, tol = gain(a)
         table.add("spi_step", B.spi_lower_bound(Adv, dpi, dA, a, g), real, tol, scale, where)
     if Adv > 0 and H is not None and g == 1.0:
-        amax = cpi.algorithms.advantage_bound(mdp)
+        amax = cpi.advantage_bound(mdp)
         a = B.finite_horizon_step_size(ev.horizon * Adv, amax, H)
         _, _, real, tol = gain(a)
         table.add("fh_step", B.finite_horizon_guaranteed_gain(ev.horizon * Adv, amax, H), real,

@@ -23,6 +23,7 @@ import numpy as np
 
 from cpi import garnet, occupancy, optimal, value
 from cpi import pg_bounds as B
+from cpi.bounds import mismatch_coefficient
 from cpi.pg import (direct_gradient, natural_pg, policy_iteration, projected_pg, reward_span,
                     soft_policy_iteration, softmax_gradient, softmax_pg, softmax_policy,
                     stationarity_gap)
@@ -113,9 +114,9 @@ def check_pg(cfg: Config, tally: Tally, rng):
             pi = softmax_policy(theta)
             sub = rho @ (Vs - value(mdp, pi))
             stat = stationarity_gap(direct_gradient(mdp, pi, mu), pi)
-            C = B.mismatch_coefficient(d_star_rho, mu)
+            C = mismatch_coefficient(d_star_rho, mu)
             tally.add("gradient domination ||d*/mu||/(1-g)", B.gradient_domination(stat, C, g) - sub, scale)
-            Cpi = B.mismatch_coefficient(d_star_rho, occupancy(mdp, pi, mu))
+            Cpi = mismatch_coefficient(d_star_rho, occupancy(mdp, pi, mu))
             tally.add("gradient domination ||d*/d_pi||", B.gradient_domination(stat, Cpi, g, True) - sub, scale)
             c_opt = pi[np.arange(mdp.S), np.argmax(pis, axis=1)].min()
             tally.add("softmax Lojasiewicz (lower bound on ||grad||)",
@@ -135,7 +136,7 @@ def check_pg(cfg: Config, tally: Tally, rng):
                       B.softmax_smoothness(g, span) * t * t * (w ** 2).sum() / 2 - lhs, scale)
         # softmax PG O(1/t) (rho = mu = initial) and projected PG (cited)
         d_star = occupancy(mdp, pis, mdp.initial)
-        C0 = B.mismatch_coefficient(d_star, mdp.initial)
+        C0 = mismatch_coefficient(d_star, mdp.initial)
         tr = softmax_pg(mdp, T)
         tally.add("softmax PG 1/d_t >= 1/d_0 + sum c^2/(2 beta S C^2)",
                   (B.softmax_pg_bound(tr.subopt[0], tr.min_prob_opt[:T], g, mdp.S, C0, span) - tr.subopt)[1:], scale)
@@ -257,7 +258,7 @@ def fig_pg(out: Path):
     mdp = garnet(20, 4, 3, gamma=0.8, seed=7)
     g, T, span = mdp.gamma, 2000, reward_span(mdp)
     d_star = occupancy(mdp, optimal(mdp)[1], mdp.initial)
-    C = B.mismatch_coefficient(d_star, mdp.initial)
+    C = mismatch_coefficient(d_star, mdp.initial)
     ts = np.arange(T + 1)
     runs = {}
     extra = {0: projected_pg(mdp, T, 100 / B.direct_smoothness(g, mdp.A, span)).subopt,

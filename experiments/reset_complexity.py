@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 import cpi
-from cpi.algorithms import CPIConfig, cpi as run_cpi
+from cpi.algorithms import CPIConfig, run_cpi
 from cpi.complexity import one_step_trials, predicted_samples, reference_step, samples_per_iteration
 from cpi.resets import improvable_states, make_reset, reach_probability
 from cpi.slopes import fit_loglog, loglog_slope, min_detectable_slope

@@ -46,17 +46,18 @@ def summary(ts) -> dict:
             "rel_iqr": float((q3 - q1) / med) if med > 0 else 0.0, "n": int(ts.size)}
 
 
-def run_capped(argv: list[str], cap: float, setup_cap: float = 600.0) -> dict:
+def run_capped(argv: list[str], cap: float, setup_cap: float = 600.0, cwd=None) -> dict:
     """Run ``python argv...`` as a child with a hard cap of ``cap`` seconds on its timed part.
 
     Protocol: the child prints the line ``READY`` (flushed) when its set-up is done, then
     does the timed work and prints one JSON object on its last stdout line. The cap clock
     starts at ``READY``. Returns the child's JSON plus ``{"status": "ok"}``, or
     ``{"status": "timeout", "cap_s": cap}`` when the cap (or ``setup_cap`` for the set-up)
-    ran out - the child is then killed - or ``{"status": "error", ...}``.
+    ran out - the child is then killed - or ``{"status": "error", ...}``. ``cwd``: the child's
+    working directory (``python -m`` finds its module from there).
     """
     proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, cwd=cwd)
     try:
         t0 = time.perf_counter()
         line = ""

@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 
 import cpi
 from cpi import bounds as B
-from cpi.algorithms import CPIConfig, cpi as run_cpi, mc_advantage
+from cpi.algorithms import CPIConfig, mc_advantage, run_cpi
 from cpi.resets import RandomReset, Oracle
 
 from .strategies import dense_mdps, dense_reference, policies

@@ -26,7 +26,7 @@ def _tol(*Vs):
 
 @st.composite
 def tiny_adversarial(draw):
-    """2 states, gamma near 1, deterministic P, often one action (DESIGN.md's hard case)."""
+    """2 states, gamma near 1, deterministic P, often one action (the hard case of ``docs/cpi.md``, Tolerances)."""
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
     A = draw(st.sampled_from([1, 2]))

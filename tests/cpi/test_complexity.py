@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import cpi
-from cpi.algorithms import cpi as run_cpi
+from cpi import run_cpi
 from cpi.complexity import (one_step_trials, predicted_samples, reference_step, return_variance,
                             samples_per_iteration)
 from cpi.resets import Noisy, Oracle, RandomReset, Start

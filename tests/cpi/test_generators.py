@@ -60,3 +60,10 @@ def test_combination_lock_reach_probability():
     assert restart.order is None
     with pytest.raises(ValueError, match="gamma == 1"):
         cpi.combination_lock(4, 3, gamma=1.0, wrong="restart")
+
+
+def test_garnet_row_pointers_do_not_wrap_past_int32():
+    from cpi.generators import _regular_indptr
+    ptr = _regular_indptr(3, 2**30)  # 3 * 2^30 > 2^31 - 1 non-zeros
+    assert ptr.dtype == np.int64
+    assert ptr.tolist() == [0, 2**30, 2**31, 3 * 2**30]
