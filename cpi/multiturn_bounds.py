@@ -115,8 +115,15 @@ def fitted_soft_step_lower_bound(d_new, horizon: float, beta: float, skl_hat, tv
     With an exact ``Q`` (``err_span = 0``) it is the identity ``h E_{d_new} beta SKL``.
     """
     d_new = _arr("d_new", d_new, 1)
-    return float(horizon) * float(d_new @ (float(beta) * np.asarray(skl_hat, dtype=np.float64)
-                                           - np.asarray(tv, dtype=np.float64) * np.asarray(err_span, dtype=np.float64)))
+    per_state = (float(beta) * np.asarray(skl_hat, dtype=np.float64)
+                 - np.asarray(tv, dtype=np.float64) * np.asarray(err_span, dtype=np.float64))  # (C,)
+    seen = d_new > 0  # states the new policy never visits do not enter the bound
+    if not np.all(np.isfinite(per_state[seen])):
+        bad = int(np.flatnonzero(seen & ~np.isfinite(per_state))[0])
+        raise ValueError(f"fitted_soft_step_lower_bound: non-finite term at visited state {bad} (skl_hat "
+                         f"{np.asarray(skl_hat)[bad]}): in float64 pi_k exp(Qhat/beta)/Z underflowed to 0 "
+                         "on a response pi_k keeps, so KL(pi_k || pi_new) is infinite; use a larger beta")
+    return float(horizon) * float(d_new[seen] @ per_state[seen])
 
 
 def soft_step_npg_eta(beta: float, gamma: float) -> float:
