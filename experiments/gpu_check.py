@@ -50,13 +50,13 @@ def make_model(path: Path, size: str) -> tuple[Path, int]:
     """Random-init Llama + the tiny default's tokenizer and format, saved to ``path``; (path, parameters)."""
     from llm.policy import Policy
     from llm.thoughts import TINY_FORMAT
-    from llm.tiny import TINY_TASK, _llama, char_tokenizer
+    from llm.tiny import TINY_TASK, build_llama, char_tokenizer
 
     if size not in SIZES:
         raise ValueError(f"size: expected one of {sorted(SIZES)}, got {size!r}")
     tok = char_tokenizer()
     arch = dict(SIZES[size], num_key_value_heads=SIZES[size]["num_attention_heads"], max_position_embeddings=1024)
-    pol = Policy(_llama(tok, 0, **arch), tok, TINY_FORMAT)
+    pol = Policy(build_llama(tok, 0, **arch), tok, TINY_FORMAT)
     pol.save_pretrained(path, task={"name": "arith", **TINY_TASK})
     n = sum(p.numel() for p in pol.model.parameters())
     return path, n

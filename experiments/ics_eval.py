@@ -67,15 +67,12 @@ def main(argv=None) -> int:
     import torch
 
     from llm.ics import TINY_BUDGET, ICSConfig, format_summary, run_ics, summarize, write_run
-    from llm.policy import Policy
-    from llm.tasks import get_task
-    from llm.tiny import resolve_model
+    from llm.models import load_policy
 
     torch.set_num_threads(args.threads)
-    policy = Policy.from_pretrained(resolve_model(args.model))
-    trained = dict(policy.meta.get("task", {}))
-    task_kw = {k: v for k, v in trained.items() if k != "name"} if trained.get("name") == args.task else {}
-    task = get_task(args.task, fmt=policy.fmt, **task_kw)
+    policy = load_policy(args.model)
+    trained = policy.meta.get("task")
+    task = policy.get_task(args.task)
     problems = task.sample(n, args.seed, split="test")
     budget = prof.get("budget") or (TINY_BUDGET if trained else {})
     summaries, configs = {}, {}

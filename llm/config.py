@@ -425,29 +425,6 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 # ----------------------------------------------------------------------------- start-up checks
 
-def check_model_arg(model: str) -> None:
-    """Fail fast on a model argument that cannot be loaded offline (no model is loaded here)."""
-    if model == "tiny":
-        return
-    p = Path(model).expanduser()
-    looks_like_path = model.startswith((".", "/", "~")) or p.exists() or model.count("/") > 1 or os.sep + os.sep in model
-    if p.exists():
-        if not p.is_dir() or not (p / "config.json").is_file():
-            raise ValueError(f"model={model!r} is not a Hugging Face model directory (no config.json in it); pass "
-                             f"a directory written by save_pretrained, 'tiny', or a cached hub name")
-        return
-    if looks_like_path:
-        raise ValueError(f"model path {model!r} does not exist; pass an existing model directory or 'tiny'")
-    try:  # a hub name: only usable if already in the local cache (no downloads at run time)
-        from huggingface_hub import try_to_load_from_cache
-        hit = try_to_load_from_cache(model, "config.json")
-    except Exception:  # noqa: BLE001 - any failure means "not cached"
-        hit = None
-    if not isinstance(hit, str):
-        raise ValueError(f"model {model!r} is neither a local directory nor a hub model in the local cache, and "
-                         f"nothing is downloaded at run time; pass a local directory or 'tiny'")
-
-
 def validate_startup(cfg: TrainConfig, world_size: int = 1):
     """All checks that need no model. Returns the Task object (cheap to build) for reuse."""
     if cfg.prompts_per_step % world_size:
@@ -456,8 +433,9 @@ def validate_startup(cfg: TrainConfig, world_size: int = 1):
                          f"{(cfg.prompts_per_step // world_size + 1) * world_size}")
     if cfg.eval_size < world_size:
         raise ValueError(f"eval_size={cfg.eval_size} must be >= the number of processes ({world_size})")
-    check_model_arg(cfg.model)
+    from .models import check_model_arg
     from .tasks import get_task  # cheap: no model
+    check_model_arg(cfg.model)
     task = get_task(cfg.task)
     if cfg.method == "oracle" and not getattr(task, "has_step_checker", False):
         raise ValueError(f"method 'oracle' needs a task with a step checker (first_error); task {cfg.task!r} has "

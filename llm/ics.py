@@ -611,17 +611,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict]:
     configs = configs_from_args(args)  # validate before loading a model
     import torch
 
-    from llm.policy import Policy
-    from llm.tasks import get_task
-    from llm.tiny import resolve_model
+    from llm.models import load_policy
     if args.threads:
         torch.set_num_threads(args.threads)
-    dtype = getattr(torch, args.dtype) if args.dtype else None
-    policy = Policy.from_pretrained(resolve_model(args.model), device=args.device, dtype=dtype)
-    trained = dict(policy.meta.get("task", {}))  # the tiny default records its task settings
-    task_kw = ({k: v for k, v in trained.items() if k != "name"}
-               if trained.get("name") == args.task else {})
-    task = get_task(args.task, fmt=policy.fmt, **task_kw)
+    policy = load_policy(args.model, device=args.device, dtype=args.dtype)
+    task = policy.get_task(args.task)
     problems = task.sample(args.n, args.seed, split=args.split)
     out_dir = Path(args.out)
     summaries = {}
