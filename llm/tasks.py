@@ -2,7 +2,7 @@
 
 A task yields prompts with a checkable answer and may also return the index of the first
 wrong thought of a chain: the step checker that makes the oracle reset possible
-(DESIGN.md section 4, "Tasks"). Sources:
+(``docs/llm.md``, "Tasks and verifiers"). Sources:
 
 * ``"arith"``: built-in procedural multi-step arithmetic, one operation per thought, with an
   exact step checker (:class:`ArithTask`);
