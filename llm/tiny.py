@@ -270,6 +270,12 @@ def ensure_tiny(*, seed: int = 0, force: bool = False, verbose: bool = False) ->
     return d
 
 
+warm_start_pairs = _pairs
+"""Public name of the warm-start example generator (``(prompt, target)`` pairs; tests use it)."""
+warm_start_batch = _batch
+"""Public name of the warm-start batch builder (``input_ids, attention_mask, loss_mask``)."""
+
+
 def main(argv=None):
     import argparse
     import json
