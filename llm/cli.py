@@ -197,8 +197,8 @@ def parse(cls, argv: list[str] | None, *, prog: str, description: str, base=None
     if base is None:
         base = cls()
     alias_help = ", ".join(f"--{a}" for a in sorted(table))
-    desc = (f"{description}\n\nFlags: --section.field VALUE; hyphens or underscores; booleans take "
-            f"true/false or nothing. Short forms: {alias_help}."
+    desc = (f"{description}\n\nFlags: --field VALUE (nested: --section.field); hyphens or underscores; "
+            f"booleans take true/false or nothing. Short forms: {alias_help}."
             + ("\n--config FILE.yaml: defaults < YAML < flags." if load is not None else ""))
     quiet = "-h" not in tokens and "--help" not in tokens
     try:  # tyro's own error box is replaced by the ValueError below (stderr held back while parsing)
