@@ -5,7 +5,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed-core
 TORCH  := torch==2.13.0
 
-.PHONY: install test test-slow reproduce reproduce-full bench clean
+.PHONY: install test test-slow reproduce reproduce-full bench clean wheelhouse
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -38,3 +38,8 @@ bench: $(VENV)/.installed-bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+# Wheels of tyro and its pure-Python dependencies for a GPU machine without a package index
+# (experiments/gpu_check.py installs from here when tyro is missing; carry wheelhouse/ along).
+wheelhouse:
+	$(PY) -m pip download -q --only-binary=:all: -d wheelhouse tyro

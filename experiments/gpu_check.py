@@ -3,6 +3,10 @@
     python experiments/gpu_check.py --out $OUT                          # on a GPU machine (about 5 minutes)
     python experiments/gpu_check.py --out /tmp/gc --device cpu --size micro --skip_speed   # the same runs on CPU
 
+Run it from the repository root with the package importable (``pip install -e .``, or
+``PYTHONPATH=.``). The training CLI needs ``tyro``; a GPU machine without it (and without a package
+index) gets it from ``wheelhouse/``: run ``make wheelhouse`` here and carry that folder along.
+
 Nothing is downloaded: the model is a random-init Llama with the tiny default's character tokenizer
 (``--size``: micro 0.1M, small 26M, medium 205M parameters), saved as an ordinary HF directory, on
 the built-in arith task. Each check is a ``torchrun`` of ``python -m llm.train --config
@@ -33,8 +37,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+WHEELS = ROOT / "wheelhouse"
+"""Pure-Python wheels of tyro and its dependencies (``make wheelhouse``; git-ignored), installed from here
+when the machine lacks tyro: the device machine cannot reach a package index."""
 
 SIZES = {  # Llama width / depth for the random-init model
     "micro": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4),
@@ -46,17 +51,33 @@ TRAIN_ARGS = ["--config", str(ROOT / "configs" / "gpu.yaml"), "--method", "srpo"
               "--rollout.max_new_tokens", "128", "--rollout.loc_max_new_tokens", "32", "--progress", "false"]
 
 
+def ensure_tyro() -> str:
+    """``tyro``'s version, installing it from :data:`WHEELS` (no index) when it is missing."""
+    try:
+        import tyro
+    except ImportError:
+        if not WHEELS.is_dir():
+            raise SystemExit(f"gpu_check: tyro is not installed and {WHEELS} is missing; run `make wheelhouse` "
+                             f"on a machine with a package index and carry {WHEELS.name}/ along") from None
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(WHEELS),
+                        "tyro"], check=True)
+        import importlib
+        importlib.invalidate_caches()
+        import tyro
+    return tyro.__version__
+
+
 def make_model(path: Path, size: str) -> tuple[Path, int]:
     """Random-init Llama + the tiny default's tokenizer and format, saved to ``path``; (path, parameters)."""
     from llm.policy import Policy
     from llm.thoughts import TINY_FORMAT
-    from llm.tiny import TINY_TASK, _llama, char_tokenizer
+    from llm.tiny import TINY_TASK, build_llama, char_tokenizer
 
     if size not in SIZES:
         raise ValueError(f"size: expected one of {sorted(SIZES)}, got {size!r}")
     tok = char_tokenizer()
     arch = dict(SIZES[size], num_key_value_heads=SIZES[size]["num_attention_heads"], max_position_embeddings=1024)
-    pol = Policy(_llama(tok, 0, **arch), tok, TINY_FORMAT)
+    pol = Policy(build_llama(tok, 0, **arch), tok, TINY_FORMAT)
     pol.save_pretrained(path, task={"name": "arith", **TINY_TASK})
     n = sum(p.numel() for p in pol.model.parameters())
     return path, n
@@ -127,9 +148,11 @@ def main(argv=None) -> int:
     Path(a.out).mkdir(parents=True, exist_ok=True)
     Path(a.work).mkdir(parents=True, exist_ok=True)
 
+    tyro_version = ensure_tyro()
     import torch
     import transformers
     env = dict(python=sys.version.split()[0], torch=torch.__version__, transformers=transformers.__version__,
+               tyro=tyro_version,
                cuda=torch.cuda.is_available(), gpus=torch.cuda.device_count(),
                gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
     if a.device == "cuda" and not env["cuda"]:

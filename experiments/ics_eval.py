@@ -23,8 +23,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 PROFILES = {  # problems, loop iterations L, which (method, level, localizer) runs
     "smoke": dict(n=4, max_iters=2, budget=dict(max_thoughts=3, max_thought_tokens=8, judge_max_new_tokens=8),
@@ -40,10 +38,6 @@ PROFILES = {  # problems, loop iterations L, which (method, level, localizer) ru
 }
 
 
-def label_of(method: str, level: str, localizer: str) -> str:
-    return f"{method}{'-oracle' if localizer == 'oracle' else ''} {level}"
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
@@ -56,6 +50,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default=None, help="cache directory (default runs/ics_eval/<profile>)")
     ap.add_argument("--out", default=str(ROOT / "paper_figs"))
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--no_progress", action="store_true", help="no progress bar per run (stderr)")
     args = ap.parse_args(argv)
     prof = PROFILES[args.profile]
     n = args.n or prof["n"]
@@ -66,33 +61,26 @@ def main(argv=None) -> int:
 
     import torch
 
-    from llm.ics import TINY_BUDGET, ICSConfig, format_summary, run_ics, summarize, write_run
-    from llm.policy import Policy
-    from llm.tasks import get_task
-    from llm.tiny import resolve_model
+    from llm.ics import (TINY_BUDGET, ICSConfig, format_summary, load_model_and_task, read_summary, run_ics,
+                         run_label, summarize, write_run)
 
-    torch.set_num_threads(args.threads)
-    policy = Policy.from_pretrained(resolve_model(args.model))
-    trained = dict(policy.meta.get("task", {}))
-    task_kw = {k: v for k, v in trained.items() if k != "name"} if trained.get("name") == args.task else {}
-    task = get_task(args.task, fmt=policy.fmt, **task_kw)
+    policy, task = load_model_and_task(args.model, args.task, threads=args.threads)
     problems = task.sample(n, args.seed, split="test")
-    budget = prof.get("budget") or (TINY_BUDGET if trained else {})
+    budget = prof.get("budget") or (TINY_BUDGET if policy.meta.get("task") else {})
     summaries, configs = {}, {}
     t0 = time.perf_counter()
     for method, level, loc in prof["runs"]:
-        label = label_of(method, level, loc)
         cfg = ICSConfig(method=method, level=level, localizer=loc, max_iters=iters, seed=args.seed, **budget)
-        cached = runs_dir / f"{label.replace(' ', '_')}.summary.json"
-        if cached.exists() and not args.force:
-            saved = json.loads(cached.read_text())
-            if saved.get("config") == json.loads(json.dumps(asdict(cfg), default=str)) and saved["summary"]["n"] == n:
-                summaries[label], configs[label] = saved["summary"], saved["config"]
-                print(f"  {label}: cached", flush=True)
-                continue
+        label = run_label(cfg)
+        saved = None if args.force else read_summary(runs_dir, label, cfg, n)
+        if saved is not None:
+            summaries[label], configs[label] = saved["summary"], saved["config"]
+            print(f"  {label}: cached", flush=True)
+            continue
         t = time.perf_counter()
         gen = torch.Generator(device="cpu").manual_seed(args.seed)
-        results = run_ics(policy, task, problems, cfg, generator=gen)
+        print(f"  {label}: {n} problems, up to {iters} rounds", flush=True)
+        results = run_ics(policy, task, problems, cfg, generator=gen, progress=not args.no_progress)
         summaries[label] = summarize(results)
         configs[label] = asdict(cfg)
         write_run(runs_dir, label, cfg, results, summaries[label])

@@ -23,15 +23,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import numpy as np
 
-import numpy as np  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 METHODS = ("grpo", "rrpo", "srpo", "oracle")
 COLORS = {"grpo": "tab:gray", "rrpo": "tab:blue", "srpo": "tab:red", "oracle": "tab:green"}
@@ -77,6 +76,32 @@ def run_one(args, method: str, seed: int) -> tuple[str, int, float]:
     if rc == 0:
         (out / "DONE").write_text("ok\n")
     return f"{method}_s{seed}", rc, time.perf_counter() - t
+
+
+def last_train_record(path: Path) -> dict | None:
+    """The newest training record of a run's metrics.jsonl (None before its first step)."""
+    f = path / "metrics.jsonl"
+    if not f.is_file():
+        return None
+    for line in reversed(f.read_text().splitlines()):
+        if line.strip() and '"kind": "train"' in line:
+            return json.loads(line)
+    return None
+
+
+def report_progress(args, jobs: list[tuple[str, int]], stop: threading.Event, every: float) -> None:
+    """Every ``every`` seconds until ``stop``: one line per unfinished run with its step and reward."""
+    while not stop.wait(every):
+        parts = []
+        for m, s in jobs:
+            d = run_dir(args.runs, m, s)
+            if (d / "DONE").exists():
+                continue
+            rec = last_train_record(d)
+            if rec is not None:
+                parts.append(f"{m}_s{s} {rec['step']}/{args.steps} r={rec['reward_mean']:.2f}")
+        if parts:
+            print("  progress: " + ", ".join(parts), flush=True)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -284,6 +309,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default=None, help="run directory (default runs/llm_compare/<profile>)")
     ap.add_argument("--out", default=str(ROOT / "paper_figs"))
     ap.add_argument("--force", action="store_true", help="re-run finished runs")
+    ap.add_argument("--progress_every", type=float, default=30.0,
+                    help="seconds between progress lines (step and reward of each running run)")
     args = ap.parse_args(argv)
     prof = PROFILES[args.profile]
     for k in ("steps", "prompts_per_step", "eval_size", "eval_every", "seeds"):
@@ -296,11 +323,17 @@ def main(argv=None) -> int:
     jobs = [(m, s) for s in args.seeds for m in args.methods]
     t0 = time.perf_counter()
     failed = []
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
-        for name, rc, secs in ex.map(lambda j: run_one(args, *j), jobs):
-            print(f"  {name}: {'ok' if rc == 0 else f'FAILED rc={rc}'} ({secs:.0f} s)", flush=True)
-            if rc:
-                failed.append(name)
+    stop = threading.Event()
+    monitor = threading.Thread(target=report_progress, args=(args, jobs, stop, args.progress_every), daemon=True)
+    monitor.start()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
+            for name, rc, secs in ex.map(lambda j: run_one(args, *j), jobs):
+                print(f"  {name}: {'ok' if rc == 0 else f'FAILED rc={rc}'} ({secs:.0f} s)", flush=True)
+                if rc:
+                    failed.append(name)
+    finally:
+        stop.set()
     if failed:
         print(f"failed runs: {failed}; see runs/*/train.log", file=sys.stderr)
         return 1

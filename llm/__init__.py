@@ -1,5 +1,5 @@
 """Transformer policies with thought-structured generation, tasks with verifiers, and the tiny
-offline default (DESIGN.md section 4).
+offline default (``docs/llm.md``; layout and conventions: ``docs/architecture.md``).
 
 Heavy modules (torch, transformers) are imported lazily: ``from llm.policy import Policy``.
 """

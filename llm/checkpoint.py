@@ -6,6 +6,13 @@ killed at any moment leaves either the previous checkpoints or the new complete 
 partial file. Temporary files (``.tmp-*``) are ignored by ``latest_checkpoint`` and removed on the
 next save. ``save_checkpoint`` refuses a model state holding NaN/inf, so a poisoned state is never
 written.
+
+The training state (:func:`model_state`, :func:`optimizer_state`, :func:`restore_training_state`) covers
+one process, DDP (the module's own state), LoRA (adapters only) and FSDP2 (full state dicts gathered to
+CPU with ``torch.distributed.checkpoint.state_dict``, written by rank 0 as the same single file). A
+sharded ``torch.distributed.checkpoint.save`` (a directory of per-rank files) is not used: it would add a
+second on-disk format and its own atomic-directory handling, and every model this package trains fits
+one host's CPU memory as a full state dict (``docs/llm.md``, "Checkpoints").
 """
 from __future__ import annotations
 
@@ -115,3 +122,60 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not p.is_file():
         raise ValueError(f"load_checkpoint: {str(p)!r} is not a file")
     return torch.load(p, map_location=map_location, weights_only=False)
+
+
+# ----------------------------------------------------------------------------- training state
+def model_state(model: torch.nn.Module, *, sharded: bool, lora: bool) -> dict[str, torch.Tensor]:
+    """What a checkpoint stores of the model: under FSDP2 (``sharded``) the full state dict gathered to
+    CPU (``torch.distributed.checkpoint.state_dict``); with LoRA only the trainable adapter tensors (the
+    frozen base is the model directory); else every tensor, detached CPU copies."""
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    sd = model.state_dict()
+    if lora:
+        names = {n for n, p in model.named_parameters() if p.requires_grad}
+        sd = {k: v for k, v in sd.items() if k in names}
+    return {k: v.detach().cpu().clone() for k, v in sd.items()}
+
+
+def optimizer_state(model: torch.nn.Module, opt: torch.optim.Optimizer, *, sharded: bool) -> dict:
+    """The optimizer's state dict (under FSDP2 the full one, gathered to CPU)."""
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+        return get_optimizer_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return opt.state_dict()
+
+
+def restore_training_state(st: dict, model: torch.nn.Module, opt: torch.optim.Optimizer, sched, *,
+                           sharded: bool, lora: bool, where: str = "checkpoint") -> None:
+    """Load model, optimizer, scheduler and RNG states of a checkpoint written from :func:`model_state` /
+    :func:`optimizer_state` into the live objects (ValueError naming ``where`` on a model mismatch)."""
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                            set_optimizer_state_dict)
+        opts = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(model, st["model"], options=opts)
+        set_optimizer_state_dict(model, opt, st["optimizer"], options=opts)
+    else:
+        _, unexpected = model.load_state_dict(st["model"], strict=not lora)
+        if unexpected:
+            raise ValueError(f"{where} does not match the model: unexpected keys {unexpected[:5]}")
+        opt.load_state_dict(st["optimizer"])
+    sched.load_state_dict(st["scheduler"])
+    set_rng_state(st["rng"])
+
+
+def trim_metrics(path: str | os.PathLike, step: int) -> list[dict]:
+    """Drop the lines of a ``metrics.jsonl`` written after ``step`` (a run that died after its last
+    checkpoint), atomically; returns the kept records ([] when the file is absent)."""
+    import json
+
+    mf = Path(path)
+    if not mf.is_file():
+        return []
+    keep = [ln for ln in mf.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    tmp = mf.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(k + "\n" for k in keep))
+    tmp.replace(mf)
+    return [json.loads(k) for k in keep]

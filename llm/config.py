@@ -8,8 +8,9 @@ Every field is documented once, here. ``TrainConfig`` holds four sections (``rol
     rollout: {temperature: 0.7, n_fresh: 4}
     optim: {lr: 5.0e-5}
 
-On the command line every field is ``--section.field VALUE`` (``--rollout.temperature 0.7``) and,
-where the field name is unique across sections, also plain ``--field VALUE`` (``--temperature 0.7``).
+On the command line (``llm.cli``, built with tyro) every field is ``--section.field VALUE``
+(``--rollout.temperature 0.7``) and, where the field name is unique across sections, also plain
+``--field VALUE`` (``--temperature 0.7``); ``--help`` lists every field with its docstring and default.
 Order of precedence: dataclass defaults < ``--config file.yaml`` < command-line flags.
 
 ``validate_startup`` runs the checks that need no model (method, task, model path, budgets,
@@ -17,10 +18,8 @@ world size) so that a bad run fails in a second with a message saying how to fix
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -47,7 +46,7 @@ def _positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
 
 @dataclass
 class RolloutConfig:
-    """How rollouts are sampled for each prompt (DESIGN.md sec. 4, "Rollouts per prompt")."""
+    """How rollouts are sampled for each prompt (``docs/llm.md``, "Rollouts per method")."""
     method: Method = "srpo"
     """grpo: all rollouts fresh, one group. rrpo / srpo / oracle: ``n_fresh`` fresh chains + reset
     continuations from the first failed fresh chain, reset step uniform / self-localized / the task's
@@ -333,120 +332,26 @@ def load_yaml(path: str | os.PathLike) -> TrainConfig:
 
 
 # ----------------------------------------------------------------------------- command line
-
-def _leaves() -> list[tuple[str | None, dataclasses.Field]]:
-    out: list[tuple[str | None, dataclasses.Field]] = []
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in SECTIONS:  # rollout.method mirrors the top-level --method
-            out += [(f.name, g) for g in dataclasses.fields(SECTIONS[f.name]) if (f.name, g.name) != ("rollout", "method")]
-        else:
-            out.append((None, f))
-    return out
+DESCRIPTION = "RL training of a thought-structured LM policy with GRPO / RRPO / SRPO / oracle resets."
 
 
-def _hints(cls) -> dict:
-    return typing.get_type_hints(cls)
+def parse_command_line(argv: list[str] | None = None) -> tuple[TrainConfig, frozenset[str]]:
+    """Defaults < ``--config`` YAML < flags (``llm.cli``: tyro, with the short forms ``--lr``,
+    ``--max_thoughts``, ...). Returns the config and the dotted names of the fields given on the command
+    line (e.g. ``{"optim.lr", "resume"}``). Raises ValueError with a fix-it message on bad values."""
+    from .cli import parse
 
-
-def _parse_value(text: str, hint, flag: str):
-    """Convert one CLI string to the field's type (bool, int, float, str, Literal, Optional, tuple)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
-        if text.lower() in ("none", "null"):
-            return None
-        hint = next(a for a in args if a is not type(None))
-        return _parse_value(text, hint, flag)
-    if origin is Literal:
-        if text not in args:
-            raise ValueError(f"{flag} must be one of {list(args)}, got {text!r}")
-        return text
-    if hint is bool:
-        t = text.lower()
-        if t in ("1", "true", "yes", "on"):
-            return True
-        if t in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"{flag} expects true/false, got {text!r}")
-    if origin is tuple:
-        return tuple(float(x) for x in text.split(","))
-    try:
-        return hint(text)
-    except ValueError:
-        raise ValueError(f"{flag} expects {getattr(hint, '__name__', hint)}, got {text!r}") from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m llm.train",
-        description="RL training of a thought-structured LM policy with GRPO / RRPO / SRPO / oracle resets.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--config", default=None, help="YAML file with (nested) config values; flags override it")
-    leaves = _leaves()
-    counts: dict[str, int] = {}
-    for _, f in leaves:
-        counts[f.name] = counts.get(f.name, 0) + 1
-    for sec, f in leaves:
-        dest = f"{sec}.{f.name}" if sec else f.name
-        flags = [f"--{dest}"]
-        if sec and counts[f.name] == 1:
-            flags.append(f"--{f.name}")
-        hint = _hints(SECTIONS[sec] if sec else TrainConfig)[f.name]
-        if hint is bool:  # allow bare --resume as well as --resume false
-            p.add_argument(*flags, dest=dest, nargs="?", const="true", default=None, help=f"({_type_name(hint)})")
-        else:
-            p.add_argument(*flags, dest=dest, default=None, help=f"({_type_name(hint)})")
-    return p
-
-
-def _type_name(hint) -> str:
-    if typing.get_origin(hint) is Literal:
-        return " | ".join(map(str, typing.get_args(hint)))
-    return getattr(hint, "__name__", str(hint).replace("typing.", ""))
+    return parse(TrainConfig, argv, prog="python -m llm.train", description=DESCRIPTION, load=load_yaml,
+                 refuse={"rollout.method": "--rollout.method follows --method; set --method instead"},
+                 mirror={"method": "rollout.method"})
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    """Defaults < --config YAML < flags. Raises ValueError with a fix-it message on bad values."""
-    ns = vars(build_parser().parse_args(argv))
-    base = load_yaml(ns.pop("config")).to_dict() if ns.get("config") else TrainConfig().to_dict()
-    ns.pop("config", None)
-    for dest, text in ns.items():
-        if text is None:
-            continue
-        if "." in dest:
-            sec, name = dest.split(".", 1)
-            hint = _hints(SECTIONS[sec])[name]
-            base[sec][name] = _parse_value(text, hint, f"--{dest}")
-        else:
-            base[dest] = _parse_value(text, _hints(TrainConfig)[dest], f"--{dest}")
-    if "method" in base and base["rollout"].get("method") != base["method"]:
-        base["rollout"]["method"] = base["method"]
-    return from_dict(base)
+    """The config of :func:`parse_command_line` (without the set of explicit fields)."""
+    return parse_command_line(argv)[0]
 
 
 # ----------------------------------------------------------------------------- start-up checks
-
-def check_model_arg(model: str) -> None:
-    """Fail fast on a model argument that cannot be loaded offline (no model is loaded here)."""
-    if model == "tiny":
-        return
-    p = Path(model).expanduser()
-    looks_like_path = model.startswith((".", "/", "~")) or p.exists() or model.count("/") > 1 or os.sep + os.sep in model
-    if p.exists():
-        if not p.is_dir() or not (p / "config.json").is_file():
-            raise ValueError(f"model={model!r} is not a Hugging Face model directory (no config.json in it); pass "
-                             f"a directory written by save_pretrained, 'tiny', or a cached hub name")
-        return
-    if looks_like_path:
-        raise ValueError(f"model path {model!r} does not exist; pass an existing model directory or 'tiny'")
-    try:  # a hub name: only usable if already in the local cache (no downloads at run time)
-        from huggingface_hub import try_to_load_from_cache
-        hit = try_to_load_from_cache(model, "config.json")
-    except Exception:  # noqa: BLE001 - any failure means "not cached"
-        hit = None
-    if not isinstance(hit, str):
-        raise ValueError(f"model {model!r} is neither a local directory nor a hub model in the local cache, and "
-                         f"nothing is downloaded at run time; pass a local directory or 'tiny'")
-
 
 def validate_startup(cfg: TrainConfig, world_size: int = 1):
     """All checks that need no model. Returns the Task object (cheap to build) for reuse."""
@@ -456,8 +361,9 @@ def validate_startup(cfg: TrainConfig, world_size: int = 1):
                          f"{(cfg.prompts_per_step // world_size + 1) * world_size}")
     if cfg.eval_size < world_size:
         raise ValueError(f"eval_size={cfg.eval_size} must be >= the number of processes ({world_size})")
-    check_model_arg(cfg.model)
+    from .models import check_model_arg
     from .tasks import get_task  # cheap: no model
+    check_model_arg(cfg.model)
     task = get_task(cfg.task)
     if cfg.method == "oracle" and not getattr(task, "has_step_checker", False):
         raise ValueError(f"method 'oracle' needs a task with a step checker (first_error); task {cfg.task!r} has "

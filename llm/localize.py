@@ -1,6 +1,6 @@
 """Self-localization: ask a model for the FIRST wrong thought of a failed chain, and parse its reply.
 
-Used by SRPO (reset step = the model's own localization) and Thought-ICS (DESIGN.md section 4):
+Used by SRPO (reset step = the model's own localization) and Thought-ICS (``docs/llm.md``):
 the model sees the problem and its numbered steps, is told the answer is wrong (the ground
 truth only at ICS level L1), must name the first step that cannot be justified from the problem
 and the earlier steps, not re-solve, and end with ``box(N)``. Parsing: the last boxed integer,

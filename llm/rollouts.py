@@ -1,4 +1,4 @@
-"""Rollout builders for GRPO, RRPO, SRPO and oracle-reset training (DESIGN.md sec. 4, "Rollouts per prompt").
+"""Rollout builders for GRPO, RRPO, SRPO and oracle-reset training (``docs/llm.md``, "Rollouts per method").
 
 All four return a ``RolloutBatch``: the trained samples of a step with rewards, group ids,
 group-normalised advantages and per-sample metadata. The budget (trained samples per prompt) is
@@ -33,7 +33,9 @@ from typing import Any, Callable
 import torch
 
 from .config import RESET_METHODS, RolloutConfig
+from .decode import sampling_kwargs
 from .losses import group_advantages
+from .seeds import mix_seed
 
 FRESH, RESET = "fresh", "reset"
 _GROUP_STRIDE = 64  # group id = global prompt id * stride + local group index
@@ -72,20 +74,6 @@ class RolloutBatch:
         return batch
 
 
-def _mix(*xs: int) -> int:
-    """Deterministic 63-bit seed from integers (splitmix-style), independent of Python's hash seed."""
-    h = 0x9E3779B97F4A7C15
-    for x in xs:
-        h = (h ^ (int(x) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        h ^= h >> 31
-    return h & 0x7FFFFFFFFFFFFFFF
-
-
-def _sample_kw(cfg: RolloutConfig) -> dict:
-    return dict(temperature=cfg.temperature, top_p=cfg.top_p, max_thoughts=cfg.max_thoughts,
-                max_thought_tokens=cfg.max_thought_tokens, max_new_tokens=cfg.max_new_tokens)
-
-
 def _n_generated(s) -> int:
     return len(s.response_ids) - s.prefix_len
 
@@ -94,14 +82,14 @@ class _Sampler:
     """Dispatches generate / continue_from / complete calls with the right generator(s)."""
 
     def __init__(self, policy, cfg: RolloutConfig, seed: int, prompt_ids: list[int]):
-        self.policy, self.cfg, self.kw = policy, cfg, _sample_kw(cfg)
+        self.policy, self.cfg, self.kw = policy, cfg, sampling_kwargs(cfg)
         dev = getattr(policy, "device", "cpu")
         if cfg.sampling_rng == "batched":
-            self.shared = torch.Generator(device=dev).manual_seed(_mix(seed, 1))
+            self.shared = torch.Generator(device=dev).manual_seed(mix_seed(seed, 1))
             self.per = None
         else:
             self.shared = None
-            self.per = [torch.Generator(device=dev).manual_seed(_mix(seed, 2, p)) for p in prompt_ids]
+            self.per = [torch.Generator(device=dev).manual_seed(mix_seed(seed, 2, p)) for p in prompt_ids]
         self.tokens = 0  # all sampled tokens (fresh tries, parents, continuations, localization answers)
         self.fresh = 0   # fresh chains sampled
 
@@ -229,7 +217,7 @@ def _choose_reset_steps(method: str, policy, task, problems, prompts, parents: l
         if n == 0:
             d["fallback"] = "empty_parent"
         elif method == "rrpo":
-            d["k"] = random.Random(_mix(seed, 3, pids[i], j)).randint(1, n)
+            d["k"] = random.Random(mix_seed(seed, 3, pids[i], j)).randint(1, n)
         elif method == "srpo":
             text, loc = locs[j]
             d.update(k=int(loc.index), loc_text=text, loc_index=int(loc.index), loc_source=loc.source)

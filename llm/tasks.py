@@ -2,14 +2,15 @@
 
 A task yields prompts with a checkable answer and may also return the index of the first
 wrong thought of a chain: the step checker that makes the oracle reset possible
-(DESIGN.md section 4, "Tasks"). Sources:
+(``docs/llm.md``, "Tasks and verifiers"). Sources:
 
 * ``"arith"``: built-in procedural multi-step arithmetic, one operation per thought, with an
   exact step checker (:class:`ArithTask`);
 * ``"rg:<dataset>"``: a reasoning-gym procedural dataset scored with its own ``score_answer``
   (:class:`ReasoningGymTask`);
 * a ``.jsonl`` / ``.parquet`` path with ``question`` / ``answer`` columns, GSM8K/MATH style,
-  compared after number normalisation (:class:`FileTask`).
+  compared after number normalisation and, failing that, by ``math-verify`` (symbolic equivalence:
+  ``\\frac{\\sqrt2}{2}`` = ``\\sqrt{2}/2``; :class:`FileTask`, :func:`math_equal`).
 
 Train and test splits are disjoint by construction: a problem belongs to the test split iff
 a hash of its question falls in the test bucket (1 in 5), so the same question can never be
@@ -83,6 +84,54 @@ def normalize_answer(s: str) -> str:
 def answers_match(pred: str | None, gold: str) -> bool:
     """True iff both answers normalise to the same text (see :func:`normalize_answer`)."""
     return pred is not None and normalize_answer(pred) == normalize_answer(gold)
+
+
+MATH_MAX_CHARS = 200
+"""Longest answer (either side) handed to math-verify; longer ones are compared as text only."""
+_TOO_HEAVY = re.compile(r"\d{41}|(\^|\*\*)[^^*]*(\^|\*\*)[^^*]*(\^|\*\*)|\d{4,}\s*!")
+
+
+class _NoTimeoutNotice:
+    """Drops math-verify's notice that its timeout is off (it is off on purpose, see :func:`math_equal`)."""
+
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith("Timeout is disabled")
+
+
+def _math_verify():
+    import logging
+
+    import math_verify
+
+    for name in ("math_verify.parser", "math_verify.grader"):
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, _NoTimeoutNotice) for f in lg.filters):
+            lg.addFilter(_NoTimeoutNotice())
+    return math_verify
+
+
+def math_equal(pred: str | None, gold: str) -> bool:
+    """Symbolic equivalence of two final answers with ``math-verify`` (LaTeX or plain expressions, e.g.
+    ``\\frac{\\sqrt2}{2}`` and ``\\sqrt{2}/2``, ``1/2`` and ``0.5``, ``x^2+1`` and ``1+x^2``).
+
+    math-verify bounds its own work with ``signal.alarm``, which raises outside the main thread (a
+    tokenizer or data-loader thread, some launchers); it is called here with that timeout disabled, and
+    the work is bounded instead by refusing inputs sympy could take long on: more than
+    :data:`MATH_MAX_CHARS` characters, three or more exponents, a number of more than 40 digits, or the
+    factorial of a number of four or more digits. Refused inputs are not equal (the caller's text
+    comparison already ran). Implements: Hugging Face math-verify (Kydlicek et al., 2025).
+    """
+    if pred is None:
+        return False
+    for s in (pred, gold):
+        if len(s) > MATH_MAX_CHARS or _TOO_HEAVY.search(s):
+            return False
+    mv = _math_verify()
+    g = mv.parse(f"${gold}$", parsing_timeout=None)
+    p = mv.parse(f"${pred}$", parsing_timeout=None)
+    if not g or not p:
+        return False
+    return bool(mv.verify(g, p, timeout_seconds=None))
 
 
 # ------------------------------------------------------------------------- base
@@ -290,7 +339,8 @@ def _gold_from_solution(ans: str, fmt: ThoughtFormat) -> str:
 
 class FileTask(Task):
     """Local ``.jsonl`` or ``.parquet`` file with ``question`` and ``answer`` fields (GSM8K / MATH style);
-    the answer comparison normalises numbers (:func:`normalize_answer`)."""
+    an answer is right when it normalises to the reference's text (:func:`normalize_answer`, exact for
+    numbers) or is symbolically equal to it (:func:`math_equal`)."""
 
     def __init__(self, path: str | Path, fmt: ThoughtFormat = DEFAULT_FORMAT, *,
                  question_key: str = "question", answer_key: str = "answer"):
@@ -322,6 +372,9 @@ class FileTask(Task):
         self.problems = [Problem(id=f"{path.name}:{i}", question=str(r[question_key]),
                                  answer=_gold_from_solution(str(r[answer_key]), fmt), meta={"row": i})
                          for i, r in enumerate(rows)]
+
+    def answer_correct(self, problem: Problem, answer: str) -> bool:
+        return answers_match(answer, problem.answer) or math_equal(answer, problem.answer)
 
     def sample(self, n: int, seed: int, split: str = "train") -> list[Problem]:
         """``n`` problems of ``split`` drawn without replacement while possible, then cycled."""

@@ -1,13 +1,14 @@
 """Thought format: how a response is cut into thoughts and where its answer sits.
 
 A response is a sequence of *thoughts*, each ended by a delimiter (default ``</thought>``),
-with the final answer in ``\\boxed{...}`` (DESIGN.md section 4, "Thought format")::
+with the final answer in ``\\boxed{...}`` (``docs/llm.md``, "Thought format")::
 
     t_1 <delim> t_2 <delim> ... t_n <delim>? ... \\boxed{a}
 
 The markers belong to a format object so that the tiny offline default can use
 one-character markers (``TINY_FORMAT``) while real models use ``</thought>`` and
-``\\boxed{}`` (``DEFAULT_FORMAT``). Everything here is pure string processing.
+``\\boxed{}`` (``DEFAULT_FORMAT``). Everything here is pure string processing, including the one
+delimiter scanner (:class:`ThoughtScanner`) that the decode loop and :func:`thought_ends` share.
 """
 from __future__ import annotations
 
@@ -130,3 +131,72 @@ DEFAULT_FORMAT = ThoughtFormat()
 TINY_FORMAT = ThoughtFormat(delimiter=";", answer_open="[", answer_close="]", compact_prompts=True)
 """One-character markers and compact prompts used by the tiny character-level default."""
 
+
+
+class ThoughtScanner:
+    """Watches text arrive piece by piece (one decoded token at a time) and tells when a thought ends.
+
+    ``current`` is the text of the thought being written. :meth:`append` adds a piece;
+    :meth:`take_delimiter` then reports whether a delimiter was completed by that piece (searching only
+    the last ``len(piece) + len(delimiter) - 1`` characters, so a step costs O(piece)) and, if so, keeps
+    only the text after it. :meth:`answer_closed` reports whether the piece closed an answer.
+    """
+
+    __slots__ = ("fmt", "current", "_last")
+
+    def __init__(self, fmt: ThoughtFormat, text: str = ""):
+        self.fmt = fmt
+        self.current = text.split(fmt.delimiter)[-1]
+        self._last = 0
+
+    def append(self, piece: str) -> None:
+        self.current += piece
+        self._last = len(piece)
+
+    def answer_closed(self, piece: str) -> bool:
+        """The piece holds the answer's close marker and the current thought now has a complete answer."""
+        return self.fmt.answer_close in piece and self.fmt.extract_answer(self.current) is not None
+
+    def take_delimiter(self) -> bool:
+        """True when the last piece completed a delimiter; the current thought then restarts after it."""
+        d = self.fmt.delimiter
+        at = self.current.find(d, max(0, len(self.current) - self._last - len(d) + 1))
+        if at < 0:
+            return False
+        self.current = self.current[at + len(d):]
+        return True
+
+
+def thought_ends(pieces, ids: list[int], fmt: ThoughtFormat) -> list[int]:
+    """Token offset where each thought of ``ids`` ends (exclusive), from the single-token texts
+    ``pieces[id]`` in O(T), plus ``len(ids)`` for a trailing answer thought. Exact for tokenizers whose
+    pieces concatenate to the decoded text; :func:`thought_ends_exact` is the reference otherwise."""
+    scan, ends = ThoughtScanner(fmt), []
+    for t, tok in enumerate(ids, 1):
+        scan.append(pieces[tok])
+        if scan.take_delimiter():
+            ends.append(t)
+    if fmt.extract_answer(scan.current) is not None:
+        ends.append(len(ids))
+    return ends
+
+
+def thought_ends_exact(decode, ids: list[int], fmt: ThoughtFormat) -> list[int]:
+    """:func:`thought_ends` for any tokenizer: the end of thought ``j`` is the smallest ``t`` with
+    ``decode(ids[:t])`` holding ``j`` delimiters (binary search, O(T log T) decodes), plus ``len(ids)``
+    for a trailing answer thought."""
+    text = decode(ids)
+    ends, lo = [], 0
+    for j in range(1, text.count(fmt.delimiter) + 1):
+        a, b = lo + 1, len(ids)
+        while a < b:
+            m = (a + b) // 2
+            if decode(ids[:m]).count(fmt.delimiter) >= j:
+                b = m
+            else:
+                a = m + 1
+        ends.append(a)
+        lo = a
+    if fmt.extract_answer(text.split(fmt.delimiter)[-1]) is not None:
+        ends.append(len(ids))
+    return ends

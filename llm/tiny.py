@@ -67,7 +67,9 @@ def char_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
 
 
-def _llama(tokenizer, seed: int, **arch):
+def build_llama(tokenizer, seed: int, **arch):
+    """Random-init ``LlamaForCausalLM`` sized by ``arch`` for ``tokenizer`` (tied embeddings, no BOS),
+    seeded with ``torch.manual_seed(seed)``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
@@ -78,10 +80,13 @@ def _llama(tokenizer, seed: int, **arch):
     return model
 
 
+_llama = build_llama  # the name the warm-start code below uses
+
+
 def micro_policy(seed: int = 0) -> Policy:
     """Random-init micro Llama (hidden 32, 2 layers) + char tokenizer, TINY_FORMAT, on CPU."""
     tok = char_tokenizer()
-    model = _llama(tok, seed, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+    model = build_llama(tok, seed, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                    num_key_value_heads=2, max_position_embeddings=256)
     return Policy(model, tok, TINY_FORMAT)
 
@@ -96,21 +101,6 @@ def tiny_dir() -> Path:
     ``~/.cache/credit_resets/tiny``)."""
     root = os.environ.get("CREDIT_RESETS_CACHE") or Path.home() / ".cache" / "credit_resets"
     return Path(root) / "tiny"
-
-
-def resolve_model(name_or_dir: str) -> str:
-    """``"tiny"`` -> :func:`ensure_tiny`; an existing local directory -> itself; a path-like string that
-    does not exist -> ValueError; anything else is passed on as a hub name."""
-    if not isinstance(name_or_dir, (str, Path)):
-        raise TypeError(f"name_or_dir: expected a str, got {type(name_or_dir).__name__}")
-    s = str(name_or_dir)
-    if s == TINY:
-        return str(ensure_tiny())
-    if Path(s).is_dir():
-        return s
-    if s.startswith(("/", "./", "../", "~")) or s.endswith(os.sep) or os.sep + os.sep in s or Path(s).exists():
-        raise ValueError(f"name_or_dir: model directory {s!r} does not exist (or is not a directory)")
-    return s
 
 
 # --------------------------------------------------------------------------- warm start
@@ -278,6 +268,12 @@ def ensure_tiny(*, seed: int = 0, force: bool = False, verbose: bool = False) ->
         shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
     return d
+
+
+warm_start_pairs = _pairs
+"""Public name of the warm-start example generator (``(prompt, target)`` pairs; tests use it)."""
+warm_start_batch = _batch
+"""Public name of the warm-start batch builder (``input_ids, attention_mask, loss_mask``)."""
 
 
 def main(argv=None):

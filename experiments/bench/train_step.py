@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from llm.config import parse_args
-from llm.rollouts import _mix, build_rollouts
+from llm.rollouts import build_rollouts
+from llm.seeds import mix_seed
 from llm.train import Trainer, step_problems
 
 
@@ -48,7 +49,7 @@ def run_ours(method: str, a, round_: int) -> list[dict]:
         for s in range(1, a.steps + 1):
             probs, pos = step_problems(tr.train_set, s + 100 * round_, a.prompts, a.seed)
             t0 = time.perf_counter()
-            rb = build_rollouts(tr.policy, tr.task, probs, tr.cfg.rollout, seed=_mix(a.seed, s, round_),
+            rb = build_rollouts(tr.policy, tr.task, probs, tr.cfg.rollout, seed=mix_seed(a.seed, s, round_),
                                 prompt_ids=pos)
             t1 = time.perf_counter()
             tr.update(rb)
@@ -65,14 +66,12 @@ def run_trl(a, round_: int) -> list[dict]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from llm.tasks import get_task
-    from llm.policy import Policy
-    from llm.tiny import resolve_model
+    from llm.models import load_policy, resolve_model
 
     path = resolve_model(a.model)
-    pol = Policy.from_pretrained(path)
-    task = get_task("arith", fmt=pol.fmt, **{k: v for k, v in pol.meta.get("task", {}).items() if k != "name"})
-    probs = task.sample(a.prompts * (a.steps + 1), seed=_mix(a.seed, 99, round_), split="train")
+    pol = load_policy(path)
+    task = pol.get_task("arith")
+    probs = task.sample(a.prompts * (a.steps + 1), seed=mix_seed(a.seed, 99, round_), split="train")
     by_id = {p.id: p for p in probs}
     ds = Dataset.from_dict({"prompt": [task.prompt(p) for p in probs], "pid": [p.id for p in probs]})
     tokens: list[int] = []

@@ -38,7 +38,7 @@ def _worker(rank: int, world: int, port: int, model_dir: str, out: str, method: 
 
 
 def _read(p):
-    return [json.loads(x) for x in open(p).read().splitlines() if x.strip()]
+    return [json.loads(x) for x in Path(p).read_text().splitlines() if x.strip()]
 
 
 def _close(a, b, path=""):

@@ -1,4 +1,4 @@
-"""Thought-ICS loop, baselines and metrics (llm/ics.py).
+"""Thought-ICS loop, baselines and metrics (the llm.ics package).
 
 Control flow is checked with a scripted test double of the Policy: a character-level
 "tokenizer" (token id = ord(char)) and queues of given responses, so every prompt, prefix and
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llm import _ics_baselines as B
+from llm.ics import prompts as B
 from llm.ics import (Attempt, ICSConfig, ProblemResult, Round, format_summary, localization_scores,
                      prefix_cut, run_ics, summarize, transition_counts)
 from llm.localize import localization_prompt
@@ -386,15 +386,20 @@ def test_oracle_without_wrong_step_redoes_last_thought():
 
 
 def test_cli_configs():
-    from llm.ics import _parser, configs_from_args
-    a = _parser().parse_args(["--method", "all", "--localizer", "model", "oracle", "--level", "L1",
-                              "--temperature-resample", "0.5"])
-    cfgs = configs_from_args(a)
+    from llm.ics import parse_command_line
+    a, given = parse_command_line(["--method", "all", "--localizer", "model", "oracle", "--level", "L1",
+                                   "--temperature-resample", "0.5", "--no-progress", "--votes", "1"])
+    cfgs = a.configs()
     assert list(cfgs) == ["thought L1", "thought-oracle L1", "token L1", "token-oracle L1", "scratch L1",
                           "refine L1"]
     assert all(c.level == "L1" and c.temperature_resample == 0.5 for c in cfgs.values())
+    assert all((c.max_thoughts, c.max_thought_tokens) == (8, 16) for c in cfgs.values())  # tiny budget
+    assert not a.progress and given == {"method", "localizer", "level", "temperature_resample", "progress",
+                                        "verify_votes"}
     with pytest.raises(ValueError, match="oracle"):
-        configs_from_args(_parser().parse_args(["--method", "scratch", "--localizer", "oracle"]))
+        parse_command_line(["--method", "scratch", "--localizer", "oracle"])
+    with pytest.raises(ValueError, match="--level must be one of"):
+        parse_command_line(["--level", "L4"])
 
 
 # ----------------------------------------------------------------------------- end to end
@@ -438,9 +443,9 @@ def test_cli_end_to_end_on_saved_micro_policy(tmp_path, capsys):
     from llm.tiny import micro_policy
     d = micro_policy(0).save_pretrained(tmp_path / "micro")
     out = tmp_path / "out"
-    main(["--model", str(d), "--n", "3", "--method", "thought", "scratch", "--max-iters", "1",
-          "--max-thoughts", "3", "--max-thought-tokens", "8", "--max-new-tokens", "30",
-          "--judge-max-new-tokens", "6", "--out", str(out), "--no-progress", "--threads", "1"])
+    main(["--model", str(d), "--n", "3", "--method", "thought", "scratch", "--max_iters", "1",
+          "--max_thoughts", "3", "--max-thought-tokens", "8", "--max_new_tokens", "30",
+          "--judge_max_new_tokens", "6", "--out", str(out), "--progress", "false", "--threads", "1"])
     lines = (out / "thought_L2.jsonl").read_text().splitlines()
     assert len(lines) == 3 and {"attempts", "rounds", "exit"} <= set(json.loads(lines[0]))
     summ = json.loads((out / "scratch_L2.summary.json").read_text())

@@ -143,6 +143,8 @@ def test_complete_and_bad_input(micro, tmp_path):
         micro.continue_from("Q:1\n", [], 0)
     with pytest.raises(ValueError, match="does not exist"):
         Policy.from_pretrained(str(tmp_path / "no_such_model"))
+    with pytest.raises(ValueError, match="load_policy"):
+        Policy.from_pretrained("tiny")
     with pytest.raises(ValueError, match="samples"):
         micro.collate([])
 
@@ -169,10 +171,8 @@ def test_tiny_top_p_is_greedy_and_max_thoughts_counts_prefix(micro):
     _bias(micro, list("0123456789+-=;[]"), 3.0)
     g = micro.complete(["Q:1+2\n", "Q:9-3\n"], greedy=True, max_new_tokens=12)
     # top_p -> 0 keeps only the most likely token: identical to greedy decoding
-    p = micro._run([micro.encode_prompt("Q:1+2\n"), micro.encode_prompt("Q:9-3\n")], [[], []], 1, mode="free",
-                   temperature=1.0, top_p=1e-6, max_thoughts=1, max_thought_tokens=12, max_new_tokens=12,
-                   greedy=False, generator=_gen(0))
-    assert [x[0].text for x in p] == g
+    p = micro.complete(["Q:1+2\n", "Q:9-3\n"], temperature=1.0, top_p=1e-6, max_new_tokens=12, generator=_gen(0))
+    assert p == g
     prefix = micro.encode("3+4=7;7-5=2;")
     for s in micro.continue_from("Q:3+4-5+6\n", prefix, 4, max_thoughts=3, max_thought_tokens=10, generator=_gen(0)):
         assert len(s.thoughts) <= 3 and s.thoughts[:2] == ["3+4=7", "7-5=2"]
@@ -182,7 +182,7 @@ def test_fast_thought_ends_match_exact_search(micro):
     _bias(micro, list("0123456789+-=;[]"), 4.0)
     for g in micro.generate(["Q:1+2\n", "Q:3+4-5+6\n"], n=6, generator=_gen(5), max_thoughts=6, max_thought_tokens=12):
         for s in g:
-            assert s.thought_ends == micro._thought_ends(s.response_ids) == micro._scan_ends(s.response_ids)
+            assert s.thought_ends == micro.thought_ends(s.response_ids, exact=True) == micro.thought_ends(s.response_ids)
 
 
 def test_continue_many_batches_pairs_like_continue_from(micro):
@@ -201,3 +201,30 @@ def test_continue_many_batches_pairs_like_continue_from(micro):
     with pytest.raises(ValueError, match="equal lengths"):
         micro.continue_many(["Q:1\n"], [], 1)
     assert micro.continue_many([], [], 3) == []
+
+
+def test_cache_keyword_reads_the_base_model_and_follows_model_swaps(micro):
+    """The cache argument is read from the base model's forward (peft's wrapper has no ``cache``
+    parameter) and re-read when the model object changes, so LoRA decoding passes the keyword the
+    installed transformers wants and raises no deprecation warning."""
+    import inspect
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    from llm.decode import base_model, cache_keyword
+
+    want = "cache" if "cache" in inspect.signature(micro.model.forward).parameters else "past_key_values"
+    assert cache_keyword(micro.model) == want
+    micro.model = get_peft_model(micro.model, LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM"))
+    assert base_model(micro.model) is micro.model.get_base_model() and cache_keyword(micro.model) == want
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        micro.generate(["Q:1+2\n"], n=2, generator=_gen(0), **KW)
+    assert not [w for w in caught if "past_key_values" in str(w.message)]
+
+    class OldStyle(torch.nn.Module):  # a model whose forward only knows past_key_values
+        def forward(self, input_ids=None, past_key_values=None, **kw):
+            return None
+
+    assert cache_keyword(OldStyle()) == "past_key_values"

@@ -127,3 +127,35 @@ def test_jsonl_and_parquet_files(tmp_path):
     bad.write_text(json.dumps({"q": 1}))
     with pytest.raises(ValueError, match="lacks"):
         get_task(str(bad))
+
+
+@pytest.mark.parametrize("gold, pred, ok", [
+    (r"\frac{\sqrt2}{2}", r"\sqrt{2}/2", True),      # wrong under the text normaliser alone
+    (r"\frac{\sqrt{3}}{2}", r"\sqrt{3}/2", True),
+    (r"\frac{1}{2}", "0.5", True),
+    (r"2\sqrt{2}", r"\sqrt{8}", True),
+    ("x^2+1", "1+x^2", True),
+    (r"\frac{\sqrt2}{2}", r"\sqrt{3}/2", False),
+    ("72", "73", False),
+    (r"\pi", "3.14", False),
+])
+def test_file_task_checks_answers_with_math_verify(tmp_path, gold, pred, ok):
+    f = tmp_path / "d.jsonl"
+    f.write_text(json.dumps({"question": "q?", "answer": gold}) + "\n")
+    task = get_task(str(f))
+    (p,) = task.problems
+    assert task.reward(p, f"... \\boxed{{{pred}}}") == float(ok)
+
+
+def test_math_verify_runs_outside_the_main_thread_and_refuses_heavy_inputs():
+    import threading
+
+    from llm.tasks import MATH_MAX_CHARS, math_equal
+    got = []
+    t = threading.Thread(target=lambda: got.append(math_equal(r"\sqrt{2}/2", r"\frac{\sqrt2}{2}")))
+    t.start()
+    t.join(60)
+    assert got == [True]  # math-verify's own signal-based timeout would raise here
+    assert not math_equal("2^{3^{4^{5}}}", "1") and not math_equal("1" * 50, "1" * 50 + "0")
+    assert not math_equal("1+" * MATH_MAX_CHARS + "1", str(MATH_MAX_CHARS + 1))  # too long: not sent
+    assert not math_equal(None, "1")

@@ -10,7 +10,10 @@ from hypothesis import strategies as st
 from llm.localize import localization_prompt, parse_localization
 from llm.tasks import ArithTask
 from llm.thoughts import TINY_FORMAT
-from llm.tiny import CHARS, TINY, _batch, _pairs, char_tokenizer, micro_policy, resolve_model, tiny_dir
+from llm.models import resolve_model
+from llm.tiny import CHARS, TINY, char_tokenizer, micro_policy, tiny_dir
+from llm.tiny import warm_start_batch as _batch
+from llm.tiny import warm_start_pairs as _pairs
 
 
 @given(st.text(alphabet=st.sampled_from(CHARS), max_size=40))

@@ -64,8 +64,8 @@ class _Killed(Exception):
 class _DiesAfterStep3(T.Trainer):
     """Simulates a kill after step 3's metrics were written but before the step-4 checkpoint."""
 
-    def _log(self, rec):
-        super()._log(rec)
+    def log(self, rec):
+        super().log(rec)
         if rec["kind"] == "train" and rec["step"] == 3:
             raise _Killed
 
@@ -122,6 +122,31 @@ def test_nan_loss_skips_the_step_and_writes_no_poison(model_dir, tmp_path, monke
     assert not C.nonfinite_tensors(st["model"]) and not C.nonfinite_tensors(st["optimizer"])
 
 
+def test_skipped_first_step_does_not_advance_the_schedule(model_dir, tmp_path, monkeypatch):
+    """A skipped update (non-finite loss at step 1) leaves the schedule where it was: no
+    "lr_scheduler.step() before optimizer.step()" warning, and the linear decay starts at step 2."""
+    import warnings
+    real = T.build_rollouts
+
+    def poisoned(*a, **kw):
+        rb = real(*a, **kw)
+        if kw["prompt_ids"][0] == 0:  # step 1
+            rb.advantages[:] = float("nan")
+        return rb
+
+    monkeypatch.setattr(T, "build_rollouts", poisoned)
+    cfg = micro_cfg(model_dir, str(tmp_path / "s"), "grpo", "--steps", "2", "--eval_every", "0", "--schedule",
+                    "linear", "--lr", "0.01")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        recs = T.train(cfg, task=even_task())
+    assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)], [str(w.message) for w in caught]
+    train = [r for r in recs if r["kind"] == "train"]
+    assert train[0]["skipped"] and not train[1]["skipped"]
+    # lr logged after each step: unchanged after the skipped step, one decay step (of 2) after step 2
+    assert train[0]["lr"] == pytest.approx(0.01) and train[1]["lr"] == pytest.approx(0.005)
+
+
 def test_lora_trains_adapters_only(model_dir, tmp_path):
     tr = T.Trainer(micro_cfg(model_dir, str(tmp_path / "l"), "grpo", "--lora.enabled", "true", "--lora.r", "4",
                              "--lora.alpha", "8", "--steps", "2", "--eval_every", "0"), task=even_task())
@@ -140,8 +165,22 @@ def test_ppo_inner_epochs_with_kl(model_dir, tmp_path):
     recs = T.train(micro_cfg(model_dir, str(tmp_path / "p"), "rrpo", "--loss.kind", "ppo", "--loss.inner_epochs",
                              "2", "--loss.beta", "0.05", "--steps", "2", "--eval_every", "0"), task=even_task())
     train = [r for r in recs if r["kind"] == "train"]
-    assert train[0]["kl"] == pytest.approx(0.0, abs=1e-7)    # policy == reference at step 1
+    # step 1: epoch 1 has policy == reference (KL 0) but epoch 2 runs after an update, so the logged
+    # mean over both epochs is positive (it was 0 when only epoch 1 was logged)
+    assert train[0]["kl"] > 0
     assert train[1]["kl"] > 0 and math.isfinite(train[1]["loss"])
+
+
+def test_ppo_clip_fraction_is_logged_from_later_epochs(model_dir, tmp_path):
+    """Epoch 1 of a PPO update has ratio 1 (nothing clipped); with a large lr and a narrow clip range the
+    second epoch clips, and the logged clip_frac (mean over both epochs) must show it."""
+    recs = T.train(micro_cfg(model_dir, str(tmp_path / "c"), "grpo", "--loss.kind", "ppo", "--loss.inner_epochs",
+                             "2", "--loss.eps", "0.001", "--steps", "1", "--eval_every", "0"), task=even_task())
+    (rec,) = [r for r in recs if r["kind"] == "train"]
+    assert rec["grad_norm"] > 0 and 0 < rec["clip_frac"] <= 0.5  # at most the second epoch's tokens
+    one = T.train(micro_cfg(model_dir, str(tmp_path / "c1"), "grpo", "--loss.kind", "ppo", "--loss.eps", "0.001",
+                            "--steps", "1", "--eval_every", "0"), task=even_task())
+    assert [r for r in one if r["kind"] == "train"][0]["clip_frac"] == 0.0  # one epoch: ratio 1 throughout
 
 
 @given(st.lists(st.integers(1, 90), min_size=0, max_size=60), st.integers(1, 20), st.sampled_from([0, 1, 64, 300]))
@@ -177,7 +216,8 @@ def test_length_grouped_passes_give_the_same_gradient(model_dir, tmp_path):
         probs, pos = T.step_problems(tr.train_set, 1, 4, 0)
         rb = T.build_rollouts(tr.policy, tr.task, probs, tr.cfg.rollout, seed=3, prompt_ids=pos)
         got = {}
-        tr.opt.step = lambda: got.update({n: p.grad.clone() for n, p in tr.policy.model.named_parameters()})
+        tr.opt.register_step_pre_hook(  # the gradient the optimizer is about to apply
+            lambda opt, args, kwargs: got.update({n: p.grad.clone() for n, p in tr.policy.model.named_parameters()}))
         tr.update(rb)
         grads.append(got)
         lengths = [len(s.prompt_ids) + len(s.response_ids) for s in rb.samples]
@@ -187,6 +227,7 @@ def test_length_grouped_passes_give_the_same_gradient(model_dir, tmp_path):
 
 
 def test_scheduler_shapes():
+    """transformers' schedules: warm-up from 0 over 2 steps, then linear decay to 0 at step 10."""
     from llm.config import parse_args
     cfg = parse_args(["--steps", "10", "--warmup_steps", "2", "--schedule", "linear", "--lr", "1.0"])
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
@@ -196,7 +237,14 @@ def test_scheduler_shapes():
         lrs.append(s.get_last_lr()[0])
         opt.step()
         s.step()
-    assert lrs[:3] == pytest.approx([0.5, 1.0, 1.0]) and lrs[-1] == pytest.approx(1 / 8)
+    assert lrs[:3] == pytest.approx([0.0, 0.5, 1.0]) and lrs[-1] == pytest.approx(1 / 8)
+    for kind, last in (("constant", 1.0), ("cosine", 0.5 * (1 + math.cos(math.pi * 7 / 8)))):
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        s = T.make_scheduler(opt, parse_args(["--steps", "10", "--warmup_steps", "2", "--schedule", kind]))
+        for _ in range(9):
+            opt.step()
+            s.step()
+        assert s.get_last_lr()[0] == pytest.approx(last)
 
 
 def test_step_problems_cover_epoch_and_are_seeded():

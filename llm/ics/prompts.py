@@ -1,4 +1,4 @@
-"""Prompts and span arithmetic for Thought-ICS and its baselines (private helpers of `llm.ics`).
+"""Prompts and span arithmetic for Thought-ICS and its baselines (`llm.ics.prompts`).
 
 Everything here is a pure function of text / token ids so the tests can check it by hand:
 

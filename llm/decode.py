@@ -1,0 +1,265 @@
+"""The decode engine: one batched KV-cache loop that samples thought chains or free-form completions.
+
+Every function takes a policy-like object ``pol`` (``llm.policy.Policy``) for its model, tokenizer
+pieces, pad / EOS ids, format, context length and device; none of them imports the policy.
+
+* :func:`decode`: prefill each prompt (+ given prefix) once, left padded, fan its cache out to its ``n``
+  rows (``DynamicCache.batch_repeat_interleave``), then one forward per step over the live rows; a row
+  leaves the batch when it finishes (answer, ``max_thoughts``, budget, EOS), so the cache is
+  compacted with ``batch_select_indices``. Thoughts are tracked with ``llm.thoughts.ThoughtScanner``.
+* :func:`sample_next`: temperature / nucleus sampling with one ``torch.multinomial`` per step.
+* :func:`sampling_kwargs`: the one home of the sampling keyword defaults (:data:`CHAIN_DEFAULTS`);
+  rollouts and Thought-ICS build their keywords from their configs with it.
+* :func:`cache_keyword`: ``cache`` (transformers >= 5.2x) or ``past_key_values``, read from the base
+  model's ``forward`` (under peft / DDP wrappers) and re-read when the model object changes.
+
+Shape letters (``docs/architecture.md``): B live rows, L prompt length (left padded), V vocabulary.
+Sampling is reproducible on CPU given a ``torch.Generator``: rows finish and leave the batch in a
+deterministic order, and each step draws one ``torch.multinomial`` over the live rows.
+"""
+from __future__ import annotations
+
+import inspect
+import weakref
+from dataclasses import dataclass
+
+import torch
+
+from .thoughts import ThoughtScanner, thought_ends, thought_ends_exact
+
+FINISH = ("answer", "max_thoughts", "budget", "eos")
+
+CHAIN_DEFAULTS = dict(temperature=1.0, top_p=1.0, max_thoughts=20, max_thought_tokens=256, max_new_tokens=None,
+                      greedy=False, generator=None)
+"""Keywords of ``Policy.generate`` / ``continue_from`` / ``continue_many`` and their defaults."""
+
+
+@dataclass
+class Sample:
+    """One sampled response."""
+
+    prompt_ids: list[int]
+    response_ids: list[int]
+    """Prefix (given) + sampled tokens."""
+    prefix_len: int
+    """The first ``prefix_len`` tokens of ``response_ids`` were given, not sampled (0 for fresh chains)."""
+    text: str
+    """Decoded response (prefix included)."""
+    thoughts: list[str]
+    thought_ends: list[int]
+    """Token offset in ``response_ids`` where each thought ends (exclusive)."""
+    answer: str | None
+    finish: str
+    """One of FINISH: "answer" | "max_thoughts" | "budget" (cut back to the last complete thought) | "eos"."""
+    sampled_tokens: int = 0
+    """Tokens actually sampled for this row (before a budget cut-back; EOS included): the decode work done."""
+
+
+def sampling_kwargs(cfg=None, **override) -> dict:
+    """Chain keywords from a config holding some of ``temperature, top_p, max_thoughts,
+    max_thought_tokens, max_new_tokens`` (e.g. ``RolloutConfig``, ``ICSConfig``), then ``override``;
+    fields the config lacks are left out (the policy's defaults apply)."""
+    keys = ("temperature", "top_p", "max_thoughts", "max_thought_tokens", "max_new_tokens")
+    out = {k: getattr(cfg, k) for k in keys if cfg is not None and hasattr(cfg, k)}
+    out.update(override)
+    return out
+
+
+def chain_params(kw: dict) -> dict:
+    """:data:`CHAIN_DEFAULTS` updated with ``kw``; unknown keywords raise TypeError."""
+    bad = set(kw) - set(CHAIN_DEFAULTS)
+    if bad:
+        raise TypeError(f"unexpected keyword(s) {sorted(bad)}; expected some of {sorted(CHAIN_DEFAULTS)}")
+    return {**CHAIN_DEFAULTS, **kw}
+
+
+def check_params(n, temperature, top_p, max_thoughts, max_thought_tokens, max_new_tokens, greedy) -> int:
+    """Validate the sampling settings; returns the token budget (``max_new_tokens`` or its default)."""
+    if not (isinstance(max_thoughts, int) and max_thoughts >= 1):
+        raise ValueError(f"max_thoughts: expected a positive int, got {max_thoughts!r}")
+    if not (isinstance(max_thought_tokens, int) and max_thought_tokens >= 1):
+        raise ValueError(f"max_thought_tokens: expected a positive int, got {max_thought_tokens!r}")
+    if max_new_tokens is None:
+        max_new_tokens = max_thoughts * max_thought_tokens
+    if not (isinstance(max_new_tokens, int) and max_new_tokens >= 1):
+        raise ValueError(f"max_new_tokens: expected a positive int, got {max_new_tokens!r}")
+    if not greedy and not (temperature > 0):
+        raise ValueError(f"temperature: expected > 0 (or greedy=True), got {temperature!r}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p: expected in (0, 1], got {top_p!r}")
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected a positive int, got {n!r}")
+    return max_new_tokens
+
+
+# ------------------------------------------------------------------------------ model plumbing
+_CACHE_KW: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
+
+
+def base_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model under DDP (``.module``) and peft (``get_base_model()``) wrappers."""
+    while True:
+        if hasattr(model, "get_base_model"):
+            model = model.get_base_model()
+        elif isinstance(getattr(model, "module", None), torch.nn.Module):
+            model = model.module
+        else:
+            return model
+
+
+def cache_keyword(model: torch.nn.Module) -> str:
+    """Name of the forward's cache argument, read from the base model: ``cache`` (newer transformers;
+    passing ``past_key_values`` there is deprecated) or ``past_key_values``. Remembered per model
+    object, so a model swapped in (e.g. by ``get_peft_model``) is inspected afresh."""
+    kw = _CACHE_KW.get(model)
+    if kw is None:
+        params = inspect.signature(base_model(model).forward).parameters
+        kw = _CACHE_KW[model] = "cache" if "cache" in params else "past_key_values"
+    return kw
+
+
+def sample_next(logits: torch.Tensor, temperature, top_p, greedy, generator) -> torch.Tensor:
+    """Next token per row from ``logits  # (B, V)``."""
+    if greedy or temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)  # (B, V)
+    if top_p < 1.0:
+        sp, si = probs.sort(dim=-1, descending=True)
+        drop = sp.cumsum(-1) - sp > top_p  # keep the smallest head whose mass reaches top_p
+        sp = sp.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter_(-1, si, sp)
+    if generator is not None and generator.device != probs.device:
+        return torch.multinomial(probs.to(generator.device), 1, generator=generator).squeeze(-1).to(probs.device)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def prefill(pol, seqs: list[list[int]]):
+    """Left-padded forward of ``seqs``; returns (last logits (B, V), cache, mask (B, L), next pos (B,))."""
+    from transformers import DynamicCache
+
+    L = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), L), pol.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), L), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, L - len(s):] = torch.tensor(s, dtype=torch.long)
+        mask[i, L - len(s):] = 1
+    ids, mask = ids.to(pol.device), mask.to(pol.device)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
+    try:
+        cache = DynamicCache(config=pol.model.config)  # filled in place by the forward passes
+    except TypeError:  # older transformers
+        cache = DynamicCache()
+    out = pol.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+                    **{cache_keyword(pol.model): cache})
+    return out.logits[:, -1, :], cache, mask, pos[:, -1] + 1
+
+
+# ------------------------------------------------------------------------------ the loop
+@torch.inference_mode()
+def decode(pol, prompts, prefixes, n, *, mode, temperature, top_p, max_thoughts, max_thought_tokens,
+           max_new_tokens, greedy, generator) -> list[list[Sample]]:
+    """``n`` samples per (prompt ids, prefix ids) pair; ``mode`` "chain" (thoughts counted, stop at
+    ``max_thoughts``) or "free" (delimiters ignored). Validates the settings; runs in eval mode."""
+    max_new_tokens = check_params(n, temperature, top_p, max_thoughts, max_thought_tokens, max_new_tokens, greedy)
+    was_training = pol.model.training
+    pol.model.eval()
+    try:
+        gen, finish = _loop(pol, prompts, prefixes, n, mode, temperature, top_p, max_thoughts,
+                            max_thought_tokens, max_new_tokens, greedy, generator)
+    finally:
+        pol.model.train(was_training)
+    owner = [i // n for i in range(len(gen))]
+    samples = [make_sample(pol, prompts[owner[r]], prefixes[owner[r]], gen[r], finish[r] or "budget", mode)
+               for r in range(len(gen))]
+    for r, s in enumerate(samples):
+        s.sampled_tokens = len(gen[r]) + (finish[r] == "eos")
+    return [samples[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+
+def _loop(pol, prompts, prefixes, n, mode, temperature, top_p, max_thoughts, max_thought_tokens,
+          max_new_tokens, greedy, generator):
+    """The decode loop proper; returns the sampled ids and the finish reason of every row.
+
+    One function on purpose (about 60 lines): the per-token bookkeeping and the batch compaction share
+    the row lists, and splitting them would hide the order of the checks (EOS, answer, delimiter,
+    budget), which decides every ``Sample.finish``."""
+    fmt, pieces = pol.fmt, pol.pieces
+    logits, cache, mask, pos = prefill(pol, [p + q for p, q in zip(prompts, prefixes)])
+    if n > 1:  # fan each prompt's cache out to its n samples: never re-encode the prompt / prefix
+        cache.batch_repeat_interleave(n)
+        logits, mask, pos = (x.repeat_interleave(n, dim=0) for x in (logits, mask, pos))
+    B = len(prompts) * n
+    owner = [i // n for i in range(B)]                  # row -> prompt
+    gen = [[] for _ in range(B)]                        # sampled ids per row
+    pre_text = [pol.decode(q) for q in prefixes]
+    scan = [ThoughtScanner(fmt, pre_text[o]) for o in owner]  # the current thought of each row
+    cur_tok = [0] * B                                   # tokens in the current thought
+    n_th = [pre_text[o].count(fmt.delimiter) if mode == "chain" else 0 for o in owner]
+    finish = [None] * B
+    live = list(range(B))                               # original row of each live batch row
+    ctx_left = [(pol.max_len or 10 ** 12) - len(prompts[o]) - len(prefixes[o]) for o in owner]
+    # no padding anywhere (one prompt, or equal lengths): a one-token step attends to the whole cache,
+    # so the mask can be left out, which skips building a 4-D mask in every step
+    no_pad = bool(mask.all())
+    cache_kw = cache_keyword(pol.model)
+    while live:
+        tok = sample_next(logits, temperature, top_p, greedy, generator).tolist()  # (B_live,)
+        keep = []
+        for j, r in enumerate(live):
+            t = tok[j]
+            if t in pol.eos_ids:
+                finish[r] = "eos"
+                continue
+            gen[r].append(t)
+            piece = pieces[t]
+            scan[r].append(piece)
+            cur_tok[r] += 1
+            if scan[r].answer_closed(piece):
+                finish[r] = "answer"
+                continue
+            if mode == "chain" and scan[r].take_delimiter():
+                n_th[r] += 1
+                cur_tok[r] = 0
+                if n_th[r] >= max_thoughts:
+                    finish[r] = "max_thoughts"
+                    continue
+            if cur_tok[r] >= max_thought_tokens or len(gen[r]) >= max_new_tokens or len(gen[r]) >= ctx_left[r]:
+                finish[r] = "budget"
+                continue
+            keep.append(j)
+        if not keep:
+            break
+        if len(keep) < len(live):
+            idx = torch.tensor(keep, device=pol.device)
+            cache.batch_select_indices(idx)
+            pos = pos[idx]
+            if not no_pad:
+                mask = mask[idx]
+            tok = [tok[j] for j in keep]
+            live = [live[j] for j in keep]
+        if not no_pad:
+            mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)  # (B_live, L + t)
+        step_ids = torch.tensor(tok, device=pol.device).unsqueeze(1)    # (B_live, 1)
+        out = pol.model(input_ids=step_ids, attention_mask=None if no_pad else mask,
+                        position_ids=pos.unsqueeze(1), use_cache=True, **{cache_kw: cache})
+        logits, pos = out.logits[:, -1, :], pos + 1
+    return gen, finish
+
+
+def make_sample(pol, prompt_ids, prefix_ids, gen, finish, mode) -> Sample:
+    """A Sample from given + sampled ids; a chain stopped by the budget is cut back to its last complete
+    thought (never into the given prefix)."""
+    ids = list(prefix_ids) + gen
+    fmt = pol.fmt
+    if mode == "free":
+        text = pol.decode(ids)
+        return Sample(list(prompt_ids), ids, len(prefix_ids), text, [], [], fmt.extract_answer(text), finish)
+    ends = thought_ends(pol.pieces, ids, fmt)
+    if finish == "budget":
+        cut = max([len(prefix_ids)] + [e for e in ends if e <= len(ids)])
+        ids, ends = ids[:cut], [e for e in ends if e <= cut]
+    text = pol.decode(ids)
+    thoughts = fmt.split(text)
+    if len(thoughts) != len(ends):  # pieces do not concatenate to the text: exact (slower) search
+        ends = thought_ends_exact(pol.decode, ids, fmt)
+    return Sample(list(prompt_ids), ids, len(prefix_ids), text, thoughts, ends, fmt.extract_answer(text), finish)

@@ -1,0 +1,4 @@
+"""``python -m llm.ics``: see ``llm.ics.cli``."""
+from .cli import main
+
+main()
