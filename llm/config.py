@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import yaml
 
-from .losses import AGGREGATIONS, LOSS_KINDS
+from .losses import AGGREGATIONS, LOSS_KINDS, STD_KINDS
 
 METHODS: tuple[str, ...] = ("grpo", "rrpo", "srpo", "oracle")
 RESET_METHODS: tuple[str, ...] = ("rrpo", "srpo", "oracle")
@@ -71,11 +71,30 @@ class RolloutConfig:
     """token cap of one thought (paper 256)"""
     max_new_tokens: int | None = None
     """token budget of a whole response (None: max_thoughts * max_thought_tokens)"""
+    thought_cap: Literal["keep", "end"] = "keep"
+    """a thought reaching max_thought_tokens without a delimiter: keep: it stays a thought and generation
+    goes on (the paper); end: the chain ends there, cut back to its last complete thought (reward 0
+    without an answer; the earlier default of this package)"""
+    budget_scope: Literal["response", "sampled"] = "response"
+    """what max_new_tokens counts in a reset continuation: response: the kept prefix plus the sampled
+    suffix (the paper); sampled: the sampled tokens only (the earlier default)"""
+    chat_template: Literal["auto", "on", "off"] = "off"
+    """wrap the task prompt in the tokenizer's chat template: auto (when it has one), on, off (the paper
+    sends its thought prompt as raw text, so off)"""
     loc_temperature: float = 0.3
     """srpo: temperature of the self-localization call (paper 0.3); never trained on"""
-    loc_max_new_tokens: int = 96
-    """srpo: token budget of the localization answer (the tiny default's replies run up to 88 tokens
-    on 6-term chains; 64 cut 15% of them, which then fell back to the last step)"""
+    loc_top_p: float | None = None
+    """srpo: nucleus sampling of the localization call (None: top_p, as the paper's call inherits it)"""
+    loc_max_new_tokens: int | None = None
+    """srpo: token budget of the localization reply (None: 4096 with the verbose prompt, as the paper;
+    96 with the tiny default's compact prompt, whose replies run up to 88 tokens)"""
+    loc_chat_template: Literal["auto", "on", "off"] = "auto"
+    """srpo: wrap the localization prompt in the chat template: auto (when the tokenizer has one: the
+    paper), on, off"""
+    loc_stop_at_answer: bool | None = None
+    """srpo: stop the localization reply at its first complete answer box (None: yes for compact prompts,
+    whose replies end with the box; no for the verbose prompt, which runs to EOS as in the paper so that
+    a quoted box cannot cut the reasoning short; the parser reads the last box)"""
     sampling_rng: Literal["batched", "per_prompt"] = "batched"
     """batched: one generator per rank and step, prompts decoded together (fastest). per_prompt: a
     generator per (step, prompt), each prompt decoded alone, so samples do not depend on how
@@ -84,14 +103,21 @@ class RolloutConfig:
     def __post_init__(self) -> None:
         _choice("rollout.method", self.method, METHODS)
         _choice("rollout.sampling_rng", self.sampling_rng, ("batched", "per_prompt"))
-        for n in ("rollouts_per_prompt", "max_thoughts", "max_thought_tokens", "loc_max_new_tokens"):
+        _choice("rollout.thought_cap", self.thought_cap, ("keep", "end"))
+        _choice("rollout.budget_scope", self.budget_scope, ("response", "sampled"))
+        _choice("rollout.chat_template", self.chat_template, ("auto", "on", "off"))
+        _choice("rollout.loc_chat_template", self.loc_chat_template, ("auto", "on", "off"))
+        for n in ("rollouts_per_prompt", "max_thoughts", "max_thought_tokens"):
             _positive(f"rollout.{n}", getattr(self, n))
-        if self.max_new_tokens is not None:
-            _positive("rollout.max_new_tokens", self.max_new_tokens)
+        for n in ("max_new_tokens", "loc_max_new_tokens"):
+            if getattr(self, n) is not None:
+                _positive(f"rollout.{n}", getattr(self, n))
         _positive("rollout.temperature", self.temperature)
         _positive("rollout.loc_temperature", self.loc_temperature)
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"rollout.top_p must be in (0, 1], got {self.top_p!r}")
+        for n in ("top_p", "loc_top_p"):
+            v = getattr(self, n)
+            if v is not None and not (isinstance(v, (int, float)) and 0.0 < v <= 1.0):
+                raise ValueError(f"rollout.{n} must be in (0, 1], got {v!r}")
         if self.rollouts_per_prompt < 2:
             raise ValueError(f"rollout.rollouts_per_prompt must be >= 2 (a group of one has zero advantage), "
                              f"got {self.rollouts_per_prompt}")
@@ -146,7 +172,13 @@ class LossConfig:
     inner_epochs: int = 1
     """optimisation passes over each batch of rollouts (> 1 only makes sense with kind=ppo)"""
     adv_eps: float = 1e-6
-    """``eps`` in ``(r - mean) / (std + eps)``"""
+    """``eps`` in ``(r - mean) / (std + eps)`` (SRPO's official runs divide by std alone: 0; verl's GRPO 1e-6)"""
+    adv_std: Literal["population", "unbiased"] = "population"
+    """std of the group advantage: population (divide by n; SRPO's official runs) or unbiased (n - 1, torch.std;
+    verl's GRPO, the paper's GRPO baseline)"""
+    dual_clip: float | None = None
+    """ppo: dual-clip constant c > 1 (Ye et al. 2020): the loss of a negative-advantage token is at most c|A|
+    (the paper's GRPO baseline: verl's clip_ratio_c = 3); None: off"""
     norm_len: int | None = None
     """seq-mean-token-sum-norm: the constant L_norm (None: the response token budget)"""
 
@@ -159,6 +191,9 @@ class LossConfig:
         _positive("loss.beta", self.beta, allow_zero=True)
         _positive("loss.inner_epochs", self.inner_epochs)
         _positive("loss.adv_eps", self.adv_eps, allow_zero=True)
+        _choice("loss.adv_std", self.adv_std, STD_KINDS)
+        if self.dual_clip is not None and not (isinstance(self.dual_clip, (int, float)) and self.dual_clip > 1):
+            raise ValueError(f"loss.dual_clip must be > 1 (or none), got {self.dual_clip!r}")
         if self.inner_epochs > 1 and self.kind == "reinforce":
             raise ValueError("loss.inner_epochs > 1 with loss.kind='reinforce' reuses stale samples without an "
                              "importance ratio; use --loss.kind ppo or --inner_epochs 1")
@@ -178,9 +213,9 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     """AdamW betas"""
     warmup_steps: int = 0
-    """linear warm-up steps"""
+    """linear warm-up, in optimizer steps (mini_batches x inner_epochs per training step)"""
     schedule: Literal["constant", "linear", "cosine"] = "constant"
-    """learning-rate decay after warm-up (to 0 at the last step for linear / cosine)"""
+    """learning-rate decay after warm-up, one step per optimizer step (to 0 at the last for linear / cosine)"""
 
     def __post_init__(self) -> None:
         _positive("optim.lr", self.lr)
@@ -230,9 +265,14 @@ class TrainConfig:
     task: str = "arith"
     """"arith" (built-in step task), "rg:<dataset>" (reasoning-gym), or a .jsonl / .parquet file"""
     steps: int = 100
-    """optimizer steps"""
+    """rollout batches (training steps); each gives mini_batches optimizer steps"""
     prompts_per_step: int = 16
     """prompts per step over all ranks (paper 32); each gives rollout.rollouts_per_prompt samples"""
+    mini_batches: int = 1
+    """optimizer (AdamW) steps per rollout batch, one per mini-batch of prompts_per_step / mini_batches
+    prompts, one pass over the batch (the paper: 32 prompts in mini-batches of 8: 4). Only the first
+    mini-batch is on-policy: REINFORCE has no importance ratio, so later ones use samples of an older
+    policy; the lr schedule advances per optimizer step (its length is steps x mini_batches)"""
     micro_batch_size: int = 64
     """most sequences per forward/backward pass (gradient accumulation inside a step; exact)"""
     micro_batch_tokens: int = 2048
@@ -281,8 +321,12 @@ class TrainConfig:
         _choice("method", self.method, METHODS)
         if self.rollout.method != self.method:  # the top-level method is the one users set
             self.rollout = dataclasses.replace(self.rollout, method=self.method)
-        for n in ("steps", "prompts_per_step", "micro_batch_size", "train_size", "eval_size", "keep_checkpoints"):
+        for n in ("steps", "prompts_per_step", "micro_batch_size", "train_size", "eval_size", "keep_checkpoints",
+                  "mini_batches"):
             _positive(n, getattr(self, n))
+        if self.prompts_per_step % self.mini_batches:
+            raise ValueError(f"prompts_per_step={self.prompts_per_step} must be divisible by mini_batches="
+                             f"{self.mini_batches} (a mini-batch holds whole prompts); e.g. --mini_batches 1")
         for n in ("eval_every", "save_every", "num_threads", "micro_batch_tokens"):
             _positive(n, getattr(self, n), allow_zero=True)
         _choice("device", self.device, ("auto", "cpu", "cuda"))
@@ -291,6 +335,12 @@ class TrainConfig:
             raise ValueError(f"model must be a non-empty string, got {self.model!r}")
         if not isinstance(self.task, str) or not self.task:
             raise ValueError(f"task must be a non-empty string, got {self.task!r}")
+
+    @property
+    def optimizer_steps(self) -> int:
+        """Optimizer steps of the whole run (the length of the lr schedule): steps x mini_batches x
+        loss.inner_epochs."""
+        return self.steps * self.mini_batches * self.loss.inner_epochs
 
     @property
     def samples_per_step(self) -> int:
@@ -359,6 +409,9 @@ def validate_startup(cfg: TrainConfig, world_size: int = 1):
         raise ValueError(f"prompts_per_step={cfg.prompts_per_step} must be divisible by the number of processes "
                          f"({world_size}) so that every rank gets the same prompts; e.g. --prompts_per_step "
                          f"{(cfg.prompts_per_step // world_size + 1) * world_size}")
+    if (cfg.prompts_per_step // world_size) % cfg.mini_batches:
+        raise ValueError(f"prompts_per_step / processes = {cfg.prompts_per_step // world_size} must be divisible by "
+                         f"mini_batches={cfg.mini_batches} (every rank cuts its prompts into equal mini-batches)")
     if cfg.eval_size < world_size:
         raise ValueError(f"eval_size={cfg.eval_size} must be >= the number of processes ({world_size})")
     from .models import check_model_arg

@@ -7,6 +7,13 @@ pieces, pad / EOS ids, format, context length and device; none of them imports t
   rows (``DynamicCache.batch_repeat_interleave``), then one forward per step over the live rows; a row
   leaves the batch when it finishes (answer, ``max_thoughts``, budget, EOS), so the cache is
   compacted with ``batch_select_indices``. Thoughts are tracked with ``llm.thoughts.ThoughtScanner``.
+* The per-thought cap and the budget follow the paper by default ("Credit Assignment with Resets in LM
+  Reasoning", whose generator samples one thought per call with ``max_tokens_per_thought``):
+  ``thought_cap="keep"``: a thought that reaches ``max_thought_tokens`` without a delimiter is kept as
+  a thought (its end is recorded in ``Sample.cap_ends``; no delimiter is inserted) and generation goes
+  on with the next thought; ``"end"``: it ends the chain (cut back to the last complete thought, so a
+  chain without an answer scores 0). ``budget_scope="response"``: ``max_new_tokens`` counts the given
+  prefix plus the sampled tokens (the whole response); ``"sampled"``: sampled tokens only.
 * :func:`sample_next`: temperature / nucleus sampling with one ``torch.multinomial`` per step.
 * :func:`sampling_kwargs`: the one home of the sampling keyword defaults (:data:`CHAIN_DEFAULTS`);
   rollouts and Thought-ICS build their keywords from their configs with it.
@@ -21,7 +28,7 @@ from __future__ import annotations
 
 import inspect
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -29,8 +36,11 @@ from .thoughts import ThoughtScanner, thought_ends, thought_ends_exact
 
 FINISH = ("answer", "max_thoughts", "budget", "eos")
 
+THOUGHT_CAPS = ("keep", "end")
+BUDGET_SCOPES = ("response", "sampled")
+
 CHAIN_DEFAULTS = dict(temperature=1.0, top_p=1.0, max_thoughts=20, max_thought_tokens=256, max_new_tokens=None,
-                      greedy=False, generator=None)
+                      greedy=False, generator=None, thought_cap="keep", budget_scope="response")
 """Keywords of ``Policy.generate`` / ``continue_from`` / ``continue_many`` and their defaults."""
 
 
@@ -53,13 +63,17 @@ class Sample:
     """One of FINISH: "answer" | "max_thoughts" | "budget" (cut back to the last complete thought) | "eos"."""
     sampled_tokens: int = 0
     """Tokens actually sampled for this row (before a budget cut-back; EOS included): the decode work done."""
+    cap_ends: list[int] = field(default_factory=list)
+    """The entries of ``thought_ends`` where a thought was ended by the per-thought token cap rather than by
+    a delimiter (``thought_cap="keep"``); give the ones inside a prefix to ``continue_from``."""
 
 
 def sampling_kwargs(cfg=None, **override) -> dict:
     """Chain keywords from a config holding some of ``temperature, top_p, max_thoughts,
-    max_thought_tokens, max_new_tokens`` (e.g. ``RolloutConfig``, ``ICSConfig``), then ``override``;
-    fields the config lacks are left out (the policy's defaults apply)."""
-    keys = ("temperature", "top_p", "max_thoughts", "max_thought_tokens", "max_new_tokens")
+    max_thought_tokens, max_new_tokens, thought_cap, budget_scope`` (e.g. ``RolloutConfig``,
+    ``ICSConfig``), then ``override``; fields the config lacks are left out (the defaults apply)."""
+    keys = ("temperature", "top_p", "max_thoughts", "max_thought_tokens", "max_new_tokens", "thought_cap",
+            "budget_scope")
     out = {k: getattr(cfg, k) for k in keys if cfg is not None and hasattr(cfg, k)}
     out.update(override)
     return out
@@ -73,8 +87,13 @@ def chain_params(kw: dict) -> dict:
     return {**CHAIN_DEFAULTS, **kw}
 
 
-def check_params(n, temperature, top_p, max_thoughts, max_thought_tokens, max_new_tokens, greedy) -> int:
+def check_params(n, temperature, top_p, max_thoughts, max_thought_tokens, max_new_tokens, greedy,
+                 thought_cap="keep", budget_scope="response") -> int:
     """Validate the sampling settings; returns the token budget (``max_new_tokens`` or its default)."""
+    if thought_cap not in THOUGHT_CAPS:
+        raise ValueError(f"thought_cap: expected one of {THOUGHT_CAPS}, got {thought_cap!r}")
+    if budget_scope not in BUDGET_SCOPES:
+        raise ValueError(f"budget_scope: expected one of {BUDGET_SCOPES}, got {budget_scope!r}")
     if not (isinstance(max_thoughts, int) and max_thoughts >= 1):
         raise ValueError(f"max_thoughts: expected a positive int, got {max_thoughts!r}")
     if not (isinstance(max_thought_tokens, int) and max_thought_tokens >= 1):
@@ -157,32 +176,45 @@ def prefill(pol, seqs: list[list[int]]):
 # ------------------------------------------------------------------------------ the loop
 @torch.inference_mode()
 def decode(pol, prompts, prefixes, n, *, mode, temperature, top_p, max_thoughts, max_thought_tokens,
-           max_new_tokens, greedy, generator) -> list[list[Sample]]:
+           max_new_tokens, greedy, generator, thought_cap="keep", budget_scope="response", prefix_cap_ends=None,
+           stop_at_answer=True) -> list[list[Sample]]:
     """``n`` samples per (prompt ids, prefix ids) pair; ``mode`` "chain" (thoughts counted, stop at
-    ``max_thoughts``) or "free" (delimiters ignored). Validates the settings; runs in eval mode."""
-    max_new_tokens = check_params(n, temperature, top_p, max_thoughts, max_thought_tokens, max_new_tokens, greedy)
+    ``max_thoughts``) or "free" (delimiters ignored; ``stop_at_answer=False`` also ignores answers, so a
+    reply runs to EOS or ``max_new_tokens``). ``prefix_cap_ends[i]``: offsets in ``prefixes[i]`` where a
+    thought was ended by the cap (``Sample.cap_ends`` of the sample it was cut from). Validates the
+    settings; runs in eval mode."""
+    max_new_tokens = check_params(n, temperature, top_p, max_thoughts, max_thought_tokens, max_new_tokens, greedy,
+                                  thought_cap, budget_scope)
+    caps0 = [sorted(int(c) for c in (prefix_cap_ends[i] if prefix_cap_ends else ()) or ())
+             for i in range(len(prompts))]
+    for i, c in enumerate(caps0):
+        if c and not (0 < c[0] and c[-1] <= len(prefixes[i])):
+            raise ValueError(f"prefix_cap_ends[{i}]: expected offsets in (0, {len(prefixes[i])}], got {c}")
     was_training = pol.model.training
     pol.model.eval()
+    opts = dict(mode=mode, temperature=temperature, top_p=top_p, max_thoughts=max_thoughts,
+                max_thought_tokens=max_thought_tokens, max_new_tokens=max_new_tokens, greedy=greedy,
+                generator=generator, keep_long=thought_cap == "keep", count_prefix=budget_scope == "response",
+                stop_at_answer=stop_at_answer or mode == "chain")
     try:
-        gen, finish = _loop(pol, prompts, prefixes, n, mode, temperature, top_p, max_thoughts,
-                            max_thought_tokens, max_new_tokens, greedy, generator)
+        gen, finish, caps = _loop(pol, prompts, prefixes, caps0, n, **opts)
     finally:
         pol.model.train(was_training)
     owner = [i // n for i in range(len(gen))]
-    samples = [make_sample(pol, prompts[owner[r]], prefixes[owner[r]], gen[r], finish[r] or "budget", mode)
-               for r in range(len(gen))]
+    samples = [make_sample(pol, prompts[owner[r]], prefixes[owner[r]], gen[r], finish[r] or "budget", mode,
+                           caps[r]) for r in range(len(gen))]
     for r, s in enumerate(samples):
         s.sampled_tokens = len(gen[r]) + (finish[r] == "eos")
     return [samples[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
-def _loop(pol, prompts, prefixes, n, mode, temperature, top_p, max_thoughts, max_thought_tokens,
-          max_new_tokens, greedy, generator):
-    """The decode loop proper; returns the sampled ids and the finish reason of every row.
+def _loop(pol, prompts, prefixes, caps0, n, *, mode, temperature, top_p, max_thoughts, max_thought_tokens,
+          max_new_tokens, greedy, generator, keep_long, count_prefix, stop_at_answer):
+    """The decode loop proper; returns the sampled ids, the finish reason and the cap ends of every row.
 
-    One function on purpose (about 60 lines): the per-token bookkeeping and the batch compaction share
+    One function on purpose (about 70 lines): the per-token bookkeeping and the batch compaction share
     the row lists, and splitting them would hide the order of the checks (EOS, answer, delimiter,
-    budget), which decides every ``Sample.finish``."""
+    per-thought cap, budget), which decides every ``Sample.finish``."""
     fmt, pieces = pol.fmt, pol.pieces
     logits, cache, mask, pos = prefill(pol, [p + q for p, q in zip(prompts, prefixes)])
     if n > 1:  # fan each prompt's cache out to its n samples: never re-encode the prompt / prefix
@@ -191,10 +223,15 @@ def _loop(pol, prompts, prefixes, n, mode, temperature, top_p, max_thoughts, max
     B = len(prompts) * n
     owner = [i // n for i in range(B)]                  # row -> prompt
     gen = [[] for _ in range(B)]                        # sampled ids per row
+    pre_len = [len(prefixes[o]) for o in owner]
     pre_text = [pol.decode(q) for q in prefixes]
-    scan = [ThoughtScanner(fmt, pre_text[o]) for o in owner]  # the current thought of each row
+    caps = [list(caps0[o]) for o in owner]              # cap ends (offsets in prefix + sampled ids)
+    # the current thought of each row (empty when the prefix ends at a cap end)
+    scan = [ThoughtScanner(fmt, "" if caps0[o] and caps0[o][-1] == pre_len[r] else pre_text[o])
+            for r, o in enumerate(owner)]
     cur_tok = [0] * B                                   # tokens in the current thought
-    n_th = [pre_text[o].count(fmt.delimiter) if mode == "chain" else 0 for o in owner]
+    n_th = [pre_text[o].count(fmt.delimiter) + len(caps0[o]) if mode == "chain" else 0 for o in owner]
+    used0 = pre_len if count_prefix else [0] * B        # budget already used by the given prefix
     finish = [None] * B
     live = list(range(B))                               # original row of each live batch row
     ctx_left = [(pol.max_len or 10 ** 12) - len(prompts[o]) - len(prefixes[o]) for o in owner]
@@ -214,16 +251,25 @@ def _loop(pol, prompts, prefixes, n, mode, temperature, top_p, max_thoughts, max
             piece = pieces[t]
             scan[r].append(piece)
             cur_tok[r] += 1
-            if scan[r].answer_closed(piece):
+            if stop_at_answer and scan[r].answer_closed(piece):
                 finish[r] = "answer"
                 continue
-            if mode == "chain" and scan[r].take_delimiter():
-                n_th[r] += 1
-                cur_tok[r] = 0
-                if n_th[r] >= max_thoughts:
-                    finish[r] = "max_thoughts"
-                    continue
-            if cur_tok[r] >= max_thought_tokens or len(gen[r]) >= max_new_tokens or len(gen[r]) >= ctx_left[r]:
+            if mode == "chain":
+                ended = scan[r].take_delimiter()
+                if not ended and cur_tok[r] >= max_thought_tokens:
+                    if not keep_long:
+                        finish[r] = "budget"
+                        continue
+                    ended = True
+                    caps[r].append(pre_len[r] + len(gen[r]))
+                    scan[r].restart()
+                if ended:
+                    n_th[r] += 1
+                    cur_tok[r] = 0
+                    if n_th[r] >= max_thoughts:
+                        finish[r] = "max_thoughts"
+                        continue
+            if used0[r] + len(gen[r]) >= max_new_tokens or len(gen[r]) >= ctx_left[r]:
                 finish[r] = "budget"
                 continue
             keep.append(j)
@@ -243,10 +289,42 @@ def _loop(pol, prompts, prefixes, n, mode, temperature, top_p, max_thoughts, max
         out = pol.model(input_ids=step_ids, attention_mask=None if no_pad else mask,
                         position_ids=pos.unsqueeze(1), use_cache=True, **{cache_kw: cache})
         logits, pos = out.logits[:, -1, :], pos + 1
-    return gen, finish
+    return gen, finish, caps
 
 
-def make_sample(pol, prompt_ids, prefix_ids, gen, finish, mode) -> Sample:
+def _delimited(pol, ids: list[int], capped: bool) -> tuple[list[str], list[int]]:
+    """Thoughts and thought ends of ``ids`` split at delimiters. ``capped``: the piece after the last
+    delimiter is a thought ended by the cap (kept); otherwise it counts only if it holds an answer."""
+    fmt = pol.fmt
+    text = pol.decode(ids)
+    ends = thought_ends(pol.pieces, ids, fmt)
+    parts = text.split(fmt.delimiter)
+    if capped:
+        ends = [e for e in ends if e < len(ids)]
+        if len(ends) != len(parts) - 1:  # pieces do not concatenate to the text: exact (slower) search
+            ends = [e for e in thought_ends_exact(pol.decode, ids, fmt) if e < len(ids)]
+        return [p.strip() for p in parts], ends + [len(ids)]
+    thoughts = fmt.split(text)
+    if len(thoughts) != len(ends):
+        ends = thought_ends_exact(pol.decode, ids, fmt)
+    return thoughts, ends
+
+
+def segment_thoughts(pol, ids: list[int], cap_ends: list[int]) -> tuple[list[str], list[int]]:
+    """Thoughts (text) and their token ends for a response ``ids``: split at every cap end, and within
+    each piece at the delimiters (``ThoughtFormat.split``; a trailing piece counts when it holds an
+    answer). Without cap ends this is ``fmt.split(decode(ids))`` with ``thought_ends``."""
+    thoughts, ends, a = [], [], 0
+    for b in cap_ends:
+        th, e = _delimited(pol, ids[a:b], capped=True)
+        thoughts += th
+        ends += [a + x for x in e]
+        a = b
+    th, e = _delimited(pol, ids[a:], capped=False)
+    return thoughts + th, ends + [a + x for x in e]
+
+
+def make_sample(pol, prompt_ids, prefix_ids, gen, finish, mode, cap_ends=()) -> Sample:
     """A Sample from given + sampled ids; a chain stopped by the budget is cut back to its last complete
     thought (never into the given prefix)."""
     ids = list(prefix_ids) + gen
@@ -254,12 +332,13 @@ def make_sample(pol, prompt_ids, prefix_ids, gen, finish, mode) -> Sample:
     if mode == "free":
         text = pol.decode(ids)
         return Sample(list(prompt_ids), ids, len(prefix_ids), text, [], [], fmt.extract_answer(text), finish)
-    ends = thought_ends(pol.pieces, ids, fmt)
+    caps = list(cap_ends)
+    thoughts, ends = segment_thoughts(pol, ids, caps)
     if finish == "budget":
-        cut = max([len(prefix_ids)] + [e for e in ends if e <= len(ids)])
-        ids, ends = ids[:cut], [e for e in ends if e <= cut]
+        cut = max([len(prefix_ids)] + ends)
+        if cut < len(ids):
+            ids, caps = ids[:cut], [c for c in caps if c <= cut]
+            thoughts, ends = segment_thoughts(pol, ids, caps)
     text = pol.decode(ids)
-    thoughts = fmt.split(text)
-    if len(thoughts) != len(ends):  # pieces do not concatenate to the text: exact (slower) search
-        ends = thought_ends_exact(pol.decode, ids, fmt)
-    return Sample(list(prompt_ids), ids, len(prefix_ids), text, thoughts, ends, fmt.extract_answer(text), finish)
+    return Sample(list(prompt_ids), ids, len(prefix_ids), text, thoughts, ends, fmt.extract_answer(text), finish,
+                  cap_ends=caps)

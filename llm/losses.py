@@ -14,7 +14,10 @@ Objectives (per token ``t`` of sequence ``i``; ``A_i`` the sequence's advantage)
   ``l_it = -A_i * log pi(y_it)``; aggregated with ``seq-mean-token-mean`` this is
   ``-mean_i A_i * mean_{t in suffix_i} log pi(y_it)``.
 * ``ppo`` (clipped ratio, Schulman et al. 2017; asymmetric ``eps_high`` as in DAPO, Yu et al. 2025):
-  ``rho = exp(log pi - log pi_old)``, ``l_it = -min(rho A_i, clip(rho, 1 - eps, 1 + eps_high) A_i)``.
+  ``rho = exp(log pi - log pi_old)``, ``l_it = -min(rho A_i, clip(rho, 1 - eps, 1 + eps_high) A_i)``;
+  with a dual clip ``c > 1`` (Ye et al. 2020, "Mastering Complex Control in MOBA Games with Deep RL",
+  Dual-Clip PPO; verl's ``clip_ratio_c``, default 3) the loss of a token with ``A_i < 0`` is also bounded
+  by ``c |A_i|``: ``l_it = min(l_it, -c A_i)``, so a ratio far above 1 cannot make it arbitrarily large.
 * optional KL to a frozen reference with the k3 estimator (Schulman 2020, "Approximating KL divergence"):
   ``k3 = exp(log pi_ref - log pi) - (log pi_ref - log pi) - 1 >= 0``, added as ``+ beta * k3``.
 
@@ -39,16 +42,19 @@ import torch
 LossKind = Literal["reinforce", "ppo"]
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 LOSS_KINDS: tuple[str, ...] = ("reinforce", "ppo")
+STD_KINDS: tuple[str, ...] = ("population", "unbiased")
 AGGREGATIONS: tuple[str, ...] = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 
 
 def group_advantages(rewards: torch.Tensor, group_ids: torch.Tensor, *, eps: float = 1e-6,
-                     std_floor: float = 1e-8) -> torch.Tensor:
+                     std_floor: float = 1e-8, std: str = "population") -> torch.Tensor:
     """Group-normalised advantages ``A_i = (r_i - mean_g) / (std_g + eps)``, 0 where ``std_g < std_floor``.
 
-    ``std_g`` is the population standard deviation (divide by the group size, not size - 1) of the
-    rewards in sample ``i``'s group ``g``. A group whose rewards are all equal carries no learning
-    signal and gets advantage exactly 0 (paper: "zero if the group's std < 1e-8").
+    ``std_g`` is the standard deviation of the rewards in sample ``i``'s group ``g``: ``"population"``
+    (divide by the group size; SRPO's official runs) or ``"unbiased"`` (divide by size - 1, as
+    ``torch.std``; verl's GRPO advantage, the paper's GRPO baseline with ``eps = 1e-6``; a group of one
+    then has no spread and gets 0). A group whose rewards are all equal carries no learning signal and
+    gets advantage exactly 0 (paper: "zero if the group's std < 1e-8").
 
     Implements: GRPO (Shao et al. 2024, eq. 3); per-group normalisation of the fresh and reset
     groups separately as in RRPO/SRPO.
@@ -56,9 +62,12 @@ def group_advantages(rewards: torch.Tensor, group_ids: torch.Tensor, *, eps: flo
     Args:
         rewards: (N,) float rewards.
         group_ids: (N,) integer group labels (any values; samples with the same label form a group).
+        std: "population" or "unbiased".
     Returns:
         (N,) float advantages, same dtype as ``rewards`` (float32 if it was an integer tensor).
     """
+    if std not in STD_KINDS:
+        raise ValueError(f"group_advantages: std must be one of {STD_KINDS}, got {std!r}")
     rewards = torch.as_tensor(rewards)
     group_ids = torch.as_tensor(group_ids)
     if rewards.ndim != 1 or group_ids.shape != rewards.shape:
@@ -70,9 +79,10 @@ def group_advantages(rewards: torch.Tensor, group_ids: torch.Tensor, *, eps: flo
     count = torch.zeros(G, dtype=torch.float64).index_add_(0, inv, torch.ones_like(r))   # (G,)
     mean = torch.zeros(G, dtype=torch.float64).index_add_(0, inv, r) / count             # (G,)
     dev = r - mean[inv]                                                                   # (N,)
-    var = torch.zeros(G, dtype=torch.float64).index_add_(0, inv, dev * dev) / count      # (G,)
-    std = var.sqrt()[inv]                                                                 # (N,)
-    adv = torch.where(std < std_floor, torch.zeros_like(dev), dev / (std + eps))
+    dof = count if std == "population" else (count - 1).clamp_min(1.0)                  # (G,)
+    var = torch.zeros(G, dtype=torch.float64).index_add_(0, inv, dev * dev) / dof        # (G,)
+    sd = var.sqrt()[inv]                                                                  # (N,)
+    adv = torch.where(sd < std_floor, torch.zeros_like(dev), dev / (sd + eps))
     out_dtype = rewards.dtype if rewards.is_floating_point() else torch.float32
     return adv.to(out_dtype)
 
@@ -114,7 +124,7 @@ def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
 
 def per_token_loss(logp: torch.Tensor, adv: torch.Tensor, *, kind: LossKind = "reinforce",
                    old_logp: torch.Tensor | None = None, eps: float = 0.2, eps_high: float | None = None,
-                   ref_logp: torch.Tensor | None = None, beta: float = 0.0
+                   ref_logp: torch.Tensor | None = None, beta: float = 0.0, dual_clip: float | None = None
                    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Per-token policy-gradient loss ``l_it`` (see the module docstring for the formulas).
 
@@ -127,11 +137,16 @@ def per_token_loss(logp: torch.Tensor, adv: torch.Tensor, *, kind: LossKind = "r
         eps, eps_high: clip range ``[1 - eps, 1 + eps_high]``; ``eps_high`` defaults to ``eps``.
         ref_logp: (B, T) log-probs of a frozen reference; used when ``beta > 0``.
         beta: weight of the k3 KL penalty.
+        dual_clip: "ppo" only: ``c > 1`` bounds the loss of negative-advantage tokens by ``c |A|``
+            (Dual-Clip PPO); None: no bound.
     Returns:
-        loss (B, T) and a dict of (B, T) diagnostics: "ratio", "clipped" (0/1), "kl".
+        loss (B, T) and a dict of (B, T) diagnostics: "ratio", "clipped" (0/1: the clipped surrogate or
+        the dual bound is active), "kl".
     """
     if kind not in LOSS_KINDS:
         raise ValueError(f"per_token_loss: kind must be one of {LOSS_KINDS}, got {kind!r}")
+    if dual_clip is not None and not dual_clip > 1.0:
+        raise ValueError(f"per_token_loss: dual_clip must be > 1 (or None), got {dual_clip!r}")
     if adv.ndim != 1 or adv.shape[0] != logp.shape[0]:
         raise ValueError(f"per_token_loss: adv must be (B,) = ({logp.shape[0]},), got {tuple(adv.shape)}")
     A = adv.to(logp.dtype).unsqueeze(1)                        # (B, 1)
@@ -146,7 +161,13 @@ def per_token_loss(logp: torch.Tensor, adv: torch.Tensor, *, kind: LossKind = "r
         surr1 = ratio * A
         surr2 = torch.clamp(ratio, 1.0 - eps, 1.0 + hi) * A
         loss = -torch.minimum(surr1, surr2)                     # (B, T)
-        clipped = (surr2 < surr1).to(logp.dtype).detach()
+        clipped = surr2 < surr1
+        if dual_clip is not None:
+            bound = -dual_clip * A                              # (B, 1): c |A| where A < 0
+            dual = (A < 0) & (loss > bound)
+            loss = torch.where(dual, bound.expand_as(loss), loss)
+            clipped = clipped | dual
+        clipped = clipped.to(logp.dtype).detach()
     kl = torch.zeros_like(logp)
     if beta > 0.0:
         if ref_logp is None:
@@ -212,14 +233,15 @@ class LossOutput:
 def policy_loss(logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor, *, kind: LossKind = "reinforce",
                 agg: Aggregation = "seq-mean-token-mean", old_logp: torch.Tensor | None = None, eps: float = 0.2,
                 eps_high: float | None = None, ref_logp: torch.Tensor | None = None, beta: float = 0.0,
-                norm_len: int | None = None, denominator: float | None = None) -> LossOutput:
+                norm_len: int | None = None, denominator: float | None = None,
+                dual_clip: float | None = None) -> LossOutput:
     """Full loss: ``per_token_loss`` then aggregation.
 
     ``denominator`` overrides the local one (the trainer passes the global count over ranks and
     micro-batches, see ``aggregate_parts``). Shapes: logp, mask, old_logp, ref_logp (B, T); adv (B,).
     """
     loss_tok, diag = per_token_loss(logp, adv, kind=kind, old_logp=old_logp, eps=eps, eps_high=eps_high,
-                                    ref_logp=ref_logp, beta=beta)
+                                    ref_logp=ref_logp, beta=beta, dual_clip=dual_clip)
     num, den = aggregate_parts(loss_tok, mask, agg, norm_len=norm_len)
     den = den if denominator is None else denominator
     loss = num / max(den, 1.0)

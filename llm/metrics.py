@@ -13,12 +13,14 @@ import numpy as np
 import torch
 
 from . import distributed as D
+from .decode import sampling_kwargs
 
 TIME_KEYS = ("step_time_s", "gen_time_s", "update_time_s", "elapsed_s", "eval_time_s")
 """metrics that measure wall time (excluded when comparing runs)"""
 
 ROLLOUT_COUNTERS = ("tokens_generated", "parents", "loc_calls", "loc_fallbacks", "no_failure_prompts",
-                    "fresh_tries", "loc_checked", "loc_hits", "loc_hits1", "loc_chance_sum")
+                    "fresh_tries", "loc_checked", "loc_hits", "loc_hits1", "loc_chance_sum",
+                    "loc_zero", "loc_step", "loc_default", "loc_box_out_of_range", "capped_thoughts")
 """``RolloutBatch.stats`` entries summed over ranks (0 when a method does not produce them)."""
 
 
@@ -67,7 +69,11 @@ def train_record(rb, upd, *, step: int, method: str, prompts_per_step: int, lr: 
                loc_calls=int(loc_calls), loc_fallback_rate=_ratio(c["loc_fallbacks"], loc_calls),
                no_failure_rate=c["no_failure_prompts"] / prompts_per_step, skipped=bool(upd.skipped),
                loc_checked=int(loc_n), loc_exact=_ratio(c["loc_hits"], loc_n),
-               loc_within1=_ratio(c["loc_hits1"], loc_n), loc_chance=_ratio(c["loc_chance_sum"], loc_n), **times)
+               loc_within1=_ratio(c["loc_hits1"], loc_n), loc_chance=_ratio(c["loc_chance_sum"], loc_n),
+               # localization fallbacks by kind, kept over-long thoughts, optimizer steps of the batch
+               loc_fallback_zero=int(c["loc_zero"]), loc_fallback_step=int(c["loc_step"]),
+               loc_fallback_default=int(c["loc_default"]), loc_box_out_of_range=int(c["loc_box_out_of_range"]),
+               capped_thoughts=int(c["capped_thoughts"]), opt_steps=int(getattr(upd, "opt_steps", 1)), **times)
     if upd.skip_reason:
         rec["skip_reason"] = upd.skip_reason
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in rec.items()}
@@ -85,8 +91,8 @@ def evaluate(policy, model, task, eval_set: list, rollout_cfg, info: D.DistInfo,
     with D.full_params(model, info, fsdp):
         for i in range(0, len(mine), chunk):
             part = mine[i:i + chunk]
-            out = policy.generate([task.prompt(p) for p in part], n=1, greedy=True, max_thoughts=r.max_thoughts,
-                                  max_thought_tokens=r.max_thought_tokens, max_new_tokens=r.max_new_tokens)
+            out = policy.generate([policy.prompt_input(task.prompt(p), r.chat_template) for p in part], n=1,
+                                  **sampling_kwargs(r, greedy=True))
             rewards += [float(task.reward(p, row[0].text)) for p, row in zip(part, out)]
     s = D.all_sum([sum(rewards), len(rewards)], info)
     return {"eval_pass@1": s[0] / max(s[1], 1.0), "eval_n": int(s[1]), "eval_time_s": time.perf_counter() - t}

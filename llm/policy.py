@@ -8,6 +8,8 @@ The public surface is small:
 * :meth:`Policy.continue_from` / :meth:`Policy.continue_many`: ``k`` continuations of prompt + given
   prefix, the prefix prefilled once and its cache fanned out (never re-encoded ``k`` times).
 * :meth:`Policy.complete`: free-form completions (localization / verification calls).
+* :meth:`Policy.chat_prompt` / :meth:`Policy.uses_chat`: a prompt wrapped in the tokenizer's chat template
+  (as token ids: every method above takes a prompt as text or as token ids).
 * :meth:`Policy.logprobs` / :meth:`Policy.collate`: ``log pi(y_t | y_<t)`` of given tokens (with
   grad; ``llm.losses.token_logprobs`` of the model's logits) and right-padded training batches.
 * :meth:`Policy.from_pretrained` / :meth:`Policy.save_pretrained` / :meth:`Policy.get_task`.
@@ -111,14 +113,45 @@ class Policy:
         """Token ids of ``text`` without special tokens (for prefixes and responses)."""
         return self.tokenizer.encode(text, add_special_tokens=False)
 
-    def encode_prompt(self, text: str) -> list[int]:
-        """Token ids of a prompt, with the tokenizer's usual special tokens (e.g. BOS)."""
+    def encode_prompt(self, text: str | list[int]) -> list[int]:
+        """Token ids of a prompt, with the tokenizer's usual special tokens (e.g. BOS); a list of token ids
+        (e.g. from :meth:`chat_prompt`) is taken as it is."""
+        if isinstance(text, (list, tuple)):
+            if not text or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in text):
+                raise ValueError("prompt: a token-id prompt must be a non-empty list of non-negative ints")
+            return list(text)
         if not isinstance(text, str):
-            raise TypeError(f"prompt: expected a str, got {type(text).__name__}")
+            raise TypeError(f"prompt: expected a str or a list of token ids, got {type(text).__name__}")
         ids = self.tokenizer.encode(text, add_special_tokens=True)
         if not ids:
             raise ValueError("prompt: encodes to no tokens; give a non-empty prompt")
         return ids
+
+    def uses_chat(self, mode: str) -> bool:
+        """Whether prompts are wrapped in the chat template: ``"on"`` (the tokenizer must have one),
+        ``"off"``, or ``"auto"`` (when the tokenizer has one)."""
+        has = bool(getattr(self.tokenizer, "chat_template", None))
+        if mode == "auto":
+            return has
+        if mode == "on" and not has:
+            raise ValueError("chat_template='on' but the tokenizer has no chat template; use 'auto' or 'off'")
+        if mode not in ("on", "off"):
+            raise ValueError(f"chat_template: expected 'auto', 'on' or 'off', got {mode!r}")
+        return mode == "on"
+
+    def chat_prompt(self, text: str) -> list[int]:
+        """Token ids of ``text`` as one user turn in the tokenizer's chat template, followed by the
+        assistant header (``add_generation_prompt=True``): the response starts right after them."""
+        out = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True,
+                                                 add_generation_prompt=True, return_dict=False)
+        if hasattr(out, "keys"):  # a BatchEncoding on versions that ignore return_dict
+            out = out["input_ids"]
+        return [int(t) for t in out]
+
+    def prompt_input(self, text: str, chat: str = "off") -> str | list[int]:
+        """``text`` itself, or its chat-template token ids when :meth:`uses_chat` says so (the prompt
+        argument of :meth:`generate` and the other sampling methods)."""
+        return self.chat_prompt(text) if self.uses_chat(chat) else text
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
@@ -140,44 +173,55 @@ class Policy:
     # ------------------------------------------------------------- sampling
     def generate(self, prompts: list[str], *, n: int = 1, temperature=1.0, top_p=1.0, max_thoughts=20,
                  max_thought_tokens=256, max_new_tokens=None, greedy=False,
-                 generator: torch.Generator | None = None) -> list[list[Sample]]:
+                 generator: torch.Generator | None = None, thought_cap: str = "keep",
+                 budget_scope: str = "response") -> list[list[Sample]]:
         """``n`` thought chains per prompt (one batched KV-cache decode loop); result[i][j] is sample j of
-        prompt i. A chain stops at its answer, at ``max_thoughts`` complete thoughts, at the token budget
-        (``max_new_tokens``, default ``max_thoughts * max_thought_tokens``; also a thought longer than
-        ``max_thought_tokens`` or the context end), or at EOS. Budget stops are cut back to the last
-        complete thought."""
+        prompt i. A chain stops at its answer, at ``max_thoughts`` thoughts, at the token budget
+        (``max_new_tokens``, default ``max_thoughts * max_thought_tokens``, or the context end), or at EOS.
+        A thought reaching ``max_thought_tokens`` without a delimiter is kept and generation goes on
+        (``thought_cap="keep"``, the paper) or ends the chain (``"end"``). Budget stops are cut back to the
+        last complete thought (``llm.decode``)."""
         rows = self._encode_prompts(prompts)
         if not rows:
             return []
         return _dec.decode(self, rows, [[] for _ in rows], n, mode="chain", temperature=temperature,
                            top_p=top_p, max_thoughts=max_thoughts, max_thought_tokens=max_thought_tokens,
-                           max_new_tokens=max_new_tokens, greedy=greedy, generator=generator)
+                           max_new_tokens=max_new_tokens, greedy=greedy, generator=generator,
+                           thought_cap=thought_cap, budget_scope=budget_scope)
 
     def continue_from(self, prompt: str, prefix_ids: list[int], k: int, *, share_prefix: bool = True,
-                      **kw) -> list[Sample]:
+                      prefix_cap_ends: list[int] | None = None, **kw) -> list[Sample]:
         """``k`` continuations of ``prompt`` + ``prefix_ids`` (token ids of the kept thoughts, e.g.
         ``sample.response_ids[:sample.thought_ends[j - 1]]``). The prefix is prefilled once and its cache
         fanned out to ``k`` rows; ``share_prefix=False`` re-encodes it for each row instead (reference
         path for tests and benchmarks; same tokens for the same generator seed). Other keywords as in
         :meth:`generate`; ``max_thoughts`` counts the whole chain (prefix thoughts included), the
-        token budget counts sampled tokens only. ``prefix_len`` of each sample is ``len(prefix_ids)``."""
+        token budget counts prefix + sampled tokens (``budget_scope="sampled"``: sampled tokens only).
+        ``prefix_cap_ends``: the cap-ended thought ends inside the prefix (``Sample.cap_ends`` up to the
+        cut), so that those thoughts count. ``prefix_len`` of each sample is ``len(prefix_ids)``."""
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k: expected a positive int, got {k!r}")
         p = self.encode_prompt(prompt)
         prefix_ids = [int(t) for t in prefix_ids]
         self._check_len(len(p) + len(prefix_ids), "prompt + prefix")
         params = _dec.chain_params(kw)
+        caps = list(prefix_cap_ends or [])
         if share_prefix:
-            return _dec.decode(self, [p], [prefix_ids], k, mode="chain", **params)[0]
-        return [g[0] for g in _dec.decode(self, [p] * k, [prefix_ids] * k, 1, mode="chain", **params)]
+            return _dec.decode(self, [p], [prefix_ids], k, mode="chain", prefix_cap_ends=[caps], **params)[0]
+        return [g[0] for g in _dec.decode(self, [p] * k, [prefix_ids] * k, 1, mode="chain",
+                                          prefix_cap_ends=[caps] * k, **params)]
 
-    def continue_many(self, prompts: list[str], prefixes: list[list[int]], k: int = 1, **kw) -> list[list[Sample]]:
+    def continue_many(self, prompts: list[str], prefixes: list[list[int]], k: int = 1, *,
+                      prefix_cap_ends: list[list[int]] | None = None, **kw) -> list[list[Sample]]:
         """``k`` continuations of each ``(prompts[i], prefixes[i])`` in ONE batched decode loop:
         result[i][j] is continuation j of pair i. Each prompt + prefix is prefilled once and its cache
         fanned out to its ``k`` rows (as :meth:`continue_from`, which is this for one pair). Keywords as
-        in :meth:`continue_from`."""
+        in :meth:`continue_from` (``prefix_cap_ends``: one list per pair)."""
         if isinstance(prompts, str):
             raise TypeError("prompts: expected a list of str, got a str; wrap it in a list")
+        if prefix_cap_ends is not None and len(prefix_cap_ends) != len(prefixes):
+            raise ValueError(f"prefix_cap_ends: expected one list per prefix ({len(prefixes)}), "
+                             f"got {len(prefix_cap_ends)}")
         if len(prompts) != len(prefixes):
             raise ValueError(f"prompts/prefixes: expected equal lengths, got {len(prompts)} and {len(prefixes)}")
         if not isinstance(k, int) or k < 1:
@@ -188,18 +232,20 @@ class Policy:
         pre = [[int(t) for t in q] for q in prefixes]
         for j, (p, q) in enumerate(zip(rows, pre)):
             self._check_len(len(p) + len(q), f"prompt + prefix {j}")
-        return _dec.decode(self, rows, pre, k, mode="chain", **_dec.chain_params(kw))
+        return _dec.decode(self, rows, pre, k, mode="chain", prefix_cap_ends=prefix_cap_ends,
+                           **_dec.chain_params(kw))
 
     def complete(self, prompts: list[str], *, temperature=0.3, max_new_tokens=64, greedy=False,
-                 generator=None, top_p: float = 1.0) -> list[str]:
+                 generator=None, top_p: float = 1.0, stop_at_answer: bool = True) -> list[str]:
         """Free-form completions (localization / verification calls): stop at EOS, at the first complete
-        answer marker, or after ``max_new_tokens``; thought delimiters do not stop them."""
+        answer marker (unless ``stop_at_answer=False``: then only EOS or the budget), or after
+        ``max_new_tokens``; thought delimiters do not stop them."""
         rows = self._encode_prompts(prompts)
         if not rows:
             return []
         out = _dec.decode(self, rows, [[] for _ in rows], 1, mode="free", temperature=temperature, top_p=top_p,
                           max_thoughts=1, max_thought_tokens=max_new_tokens, max_new_tokens=max_new_tokens,
-                          greedy=greedy, generator=generator)
+                          greedy=greedy, generator=generator, stop_at_answer=stop_at_answer)
         return [s[0].text for s in out]
 
     def thought_ends(self, ids: list[int], *, exact: bool = False) -> list[int]:

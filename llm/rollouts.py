@@ -7,18 +7,22 @@ group-normalised advantages and per-sample metadata. The budget (trained samples
 * ``grpo``: ``n = rollouts_per_prompt`` fresh chains, one group.
 * ``rrpo`` / ``srpo`` / ``oracle`` ("Credit Assignment with Resets in LM Reasoning"):
   sample fresh chains (first ``n_fresh + n_resets`` together, then the rest of ``max_tries`` if needed)
-  until there are ``n_fresh`` kept chains and ``n_resets`` *failed parents* (the first failed tries).
-  Pick a reset step ``k`` in each parent (1-based thought index):
-  uniform over its thoughts (rrpo), the model's own localization of the first unjustified step at
-  temperature ``loc_temperature`` (srpo, ``llm.localize``), or the task's first wrong thought (oracle).
+  until there are ``n_resets`` *failed parents*: the first failed tries with at least one thought (a
+  chain with no thought is never a parent). The fresh group is the first ``n_fresh`` other tries, in
+  order. Pick a reset step ``k`` in each parent (1-based thought index):
+  uniform over its thoughts (rrpo), the model's own localization of the step where its error originates
+  at temperature ``loc_temperature`` (srpo, ``llm.localize``; prompt in the chat template when the
+  tokenizer has one, ``loc_chat_template``), or the task's first wrong thought (oracle).
   Keep thoughts ``1..k-1`` as a prefix (token ids, cut at ``Sample.thought_ends[k-2]``) and sample
-  ``continuations_per_reset`` continuations from it with ``Policy.continue_from``. The fresh group and
+  ``continuations_per_reset`` continuations from it with ``Policy.continue_many``. The fresh group and
   each reset group are normalised separately; continuations train on their suffix only (the policy's
   ``collate`` masks the given prefix). Parents and localization calls are never trained on.
-  Fallbacks: no failed parent in ``max_tries`` -> the whole budget is fresh chains, one group;
-  unparseable localization -> last "Step N" -> 1, and 0 -> 1 (``parse_localization``); a parent with
-  no complete thought -> k = 1; oracle finding no wrong thought in a failed parent -> k = n (the last
-  thought, the one holding the wrong or missing answer).
+  Fallbacks: fewer failed parents than ``n_resets`` in ``max_tries`` (none: "no failure") -> the fresh
+  group is the first ``n_fresh`` tries plus newly sampled chains up to the budget (the paper: first 4 +
+  4 new; the surplus tries, all successes, are not used, so the group is not all-correct by
+  construction); localization: last box in ``[0, n]`` (0 -> 1), else last in-range "Step N", else 1
+  (``parse_localization``, each kind counted); oracle finding no wrong thought in a failed parent ->
+  k = n (the last thought, the one holding the wrong or missing answer).
 
 Randomness: ``sampling_rng="batched"`` uses one generator for the whole call (prompts decoded together);
 ``"per_prompt"`` seeds a generator per prompt from ``(seed, prompt_ids[i])`` and decodes each prompt on
@@ -34,6 +38,7 @@ import torch
 
 from .config import RESET_METHODS, RolloutConfig
 from .decode import sampling_kwargs
+from .localize import default_loc_tokens
 from .losses import group_advantages
 from .seeds import mix_seed
 
@@ -59,12 +64,22 @@ class RolloutBatch:
     loc_source, fallback (None or a reason string), parent_thoughts"""
     stats: dict[str, Any] = field(default_factory=dict)
     """per-call counters: tokens_generated (all sampled tokens incl. parents and extra tries and
-    localization answers), fresh_tries, parents, no_failure_prompts, loc_calls, loc_fallbacks, reset_steps,
-    reset_rel (k / parent thoughts), first_round_rewards (rewards of the first n_fresh + n_resets tries of every
-    prompt, or all GRPO samples: an unbiased sample of the current policy's accuracy)"""
+    localization answers), fresh_tries, parents, no_failure_prompts, loc_calls, loc_fallbacks (replies not
+    read from an in-range box) and by kind loc_zero (box 0 -> step 1), loc_step ("Step N"), loc_default
+    (step 1), loc_box_out_of_range (the last box held an integer outside [0, n]), capped_thoughts (trained
+    thoughts ended by the per-thought cap, in sampled tokens), reset_steps, reset_rel (k / parent thoughts),
+    first_round_rewards (rewards of the first n_fresh + n_resets tries of every prompt, or all GRPO samples:
+    an unbiased sample of the current policy's accuracy)"""
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def prompt_groups(self) -> list[list[int]]:
+        """Sample indices of each prompt, in prompt order (a mini-batch holds whole prompts)."""
+        out: dict[int, list[int]] = {}
+        for j, p in enumerate(self.prompt_index):
+            out.setdefault(p, []).append(j)
+        return [out[p] for p in sorted(out)]
 
     def collate(self, policy, index: list[int] | None = None) -> dict[str, torch.Tensor]:
         """``policy.collate`` of the chosen samples plus ``advantages`` (B,)."""
@@ -76,6 +91,34 @@ class RolloutBatch:
 
 def _n_generated(s) -> int:
     return len(s.response_ids) - s.prefix_len
+
+
+def _capped(s) -> int:
+    """Thoughts of ``s`` ended by the per-thought cap in its sampled part."""
+    return sum(1 for c in getattr(s, "cap_ends", ()) if c > s.prefix_len)
+
+
+def render_prompt(policy, text: str, mode: str):
+    """``text``, or its chat-template token ids (``Policy.prompt_input``) when ``mode`` ("auto" / "on" /
+    "off") and the tokenizer call for it."""
+    if mode == "off":
+        return text
+    if hasattr(policy, "prompt_input"):
+        return policy.prompt_input(text, mode)
+    if mode == "on":
+        raise ValueError("chat_template='on' but this policy has no tokenizer chat template")
+    return text
+
+
+def localization_kwargs(cfg: RolloutConfig, fmt) -> dict:
+    """Keywords of the localization call (``Policy.complete``) from ``cfg`` and the thought format: the
+    budget (``loc_max_new_tokens`` or ``llm.localize.default_loc_tokens``), top_p (``loc_top_p`` or the
+    rollouts' ``top_p``), temperature and where the reply stops (``loc_stop_at_answer``; default: at the
+    first answer for compact prompts, at EOS for verbose ones)."""
+    return dict(temperature=cfg.loc_temperature,
+                max_new_tokens=cfg.loc_max_new_tokens or default_loc_tokens(fmt),
+                top_p=cfg.top_p if cfg.loc_top_p is None else cfg.loc_top_p,
+                stop_at_answer=fmt.compact_prompts if cfg.loc_stop_at_answer is None else cfg.loc_stop_at_answer)
 
 
 class _Sampler:
@@ -108,32 +151,33 @@ class _Sampler:
         self.fresh += sum(len(row) for row in out)
         return out
 
-    def continue_from(self, prompt: str, i: int, prefix_ids: list[int], k: int) -> list:
-        out = self.policy.continue_from(prompt, prefix_ids, k, generator=self.gen(i), **self.kw)
+    def continue_from(self, prompt, i: int, prefix_ids: list[int], k: int, caps: list[int]) -> list:
+        out = self.policy.continue_from(prompt, prefix_ids, k, generator=self.gen(i), prefix_cap_ends=caps,
+                                        **self.kw)
         self.tokens += sum(_n_generated(s) for s in out)
         return out
 
-    def continue_many(self, prompts: list[str], which: list[int], prefixes: list[list[int]], k: int) -> list[list]:
-        """``k`` continuations for each (prompt ``which[j]``, prefix ``prefixes[j]``). In batched mode all
-        resets share one decode loop (``Policy.continue_many``: each prompt + prefix is prefilled once and
-        fanned out to k rows); otherwise one ``continue_from`` call per reset."""
+    def continue_many(self, prompts: list, which: list[int], prefixes: list[list[int]], caps: list[list[int]],
+                      k: int) -> list[list]:
+        """``k`` continuations for each (prompt ``which[j]``, prefix ``prefixes[j]`` with its cap ends
+        ``caps[j]``). In batched mode all resets share one decode loop (``Policy.continue_many``: each
+        prompt + prefix is prefilled once and fanned out to k rows); otherwise one ``continue_from`` call
+        per reset."""
         if not which:
             return []
         if self.per is None and hasattr(self.policy, "continue_many"):
             out = self.policy.continue_many([prompts[i] for i in which], prefixes, k, generator=self.shared,
-                                            **self.kw)
+                                            prefix_cap_ends=caps, **self.kw)
             self.tokens += sum(_n_generated(s) for row in out for s in row)
             return out
-        return [self.continue_from(prompts[i], i, q, k) for i, q in zip(which, prefixes)]
+        return [self.continue_from(prompts[i], i, q, k, c) for i, q, c in zip(which, prefixes, caps)]
 
-    def complete(self, texts: list[str], which: list[int]) -> list[str]:
-        c = self.cfg
+    def complete(self, texts: list, which: list[int]) -> list[str]:
+        kw = localization_kwargs(self.cfg, self.policy.fmt)
         if self.per is None:
-            out = self.policy.complete(texts, temperature=c.loc_temperature, max_new_tokens=c.loc_max_new_tokens,
-                                       generator=self.shared)
+            out = self.policy.complete(texts, generator=self.shared, **kw)
         else:
-            out = [self.policy.complete([t], temperature=c.loc_temperature, max_new_tokens=c.loc_max_new_tokens,
-                                        generator=self.per[i])[0] for t, i in zip(texts, which)]
+            out = [self.policy.complete([t], generator=self.per[i], **kw)[0] for t, i in zip(texts, which)]
         self.tokens += sum(len(self.policy.encode(t)) for t in out)
         return out
 
@@ -150,7 +194,8 @@ def prefix_ids_for_reset(parent, k: int) -> list[int]:
 
 
 def build_rollouts(policy, task, problems: list, cfg: RolloutConfig, *, seed: int,
-                   prompt_ids: list[int] | None = None, adv_eps: float = 1e-6) -> RolloutBatch:
+                   prompt_ids: list[int] | None = None, adv_eps: float = 1e-6,
+                   adv_std: str = "population") -> RolloutBatch:
     """Sample, score and group the rollouts of one step for ``problems`` (see the module docstring).
 
     Args:
@@ -162,18 +207,20 @@ def build_rollouts(policy, task, problems: list, cfg: RolloutConfig, *, seed: in
         prompt_ids: a global id per problem (data position), used for group ids and per-prompt seeding;
             default ``0..len(problems)-1``.
         adv_eps: ``eps`` of the advantage normalisation.
+        adv_std: its standard deviation, "population" or "unbiased" (``llm.losses.group_advantages``).
     """
     if cfg.method == "grpo":
-        return _build_grpo(policy, task, problems, cfg, seed, prompt_ids, adv_eps)
+        return _build_grpo(policy, task, problems, cfg, seed, prompt_ids, adv_eps, adv_std)
     if cfg.method in RESET_METHODS:
-        return _build_reset(policy, task, problems, cfg, seed, prompt_ids, adv_eps)
+        return _build_reset(policy, task, problems, cfg, seed, prompt_ids, adv_eps, adv_std)
     raise ValueError(f"build_rollouts: unknown method {cfg.method!r}; expected grpo or one of {RESET_METHODS}")
 
 
-def _finish(samples, rewards, groups, pidx, meta, cfg: RolloutConfig, stats: dict, adv_eps: float) -> RolloutBatch:
+def _finish(samples, rewards, groups, pidx, meta, cfg: RolloutConfig, stats: dict, adv_eps: float,
+            adv_std: str = "population") -> RolloutBatch:
     r = torch.tensor(rewards, dtype=torch.float32)            # (N,)
     g = torch.tensor(groups, dtype=torch.long)                 # (N,)
-    adv = group_advantages(r, g, eps=adv_eps) if len(r) else r
+    adv = group_advantages(r, g, eps=adv_eps, std=adv_std) if len(r) else r
     return RolloutBatch(samples=samples, rewards=r, advantages=adv, group_ids=g, prompt_index=pidx, meta=meta,
                         stats=stats)
 
@@ -183,9 +230,10 @@ def _base_meta(method: str, kind: str, group: int) -> dict:
                 loc_source=None, fallback=None, parent_thoughts=None)
 
 
-def _build_grpo(policy, task, problems, cfg, seed, prompt_ids, adv_eps: float = 1e-6) -> RolloutBatch:
+def _build_grpo(policy, task, problems, cfg, seed, prompt_ids, adv_eps: float = 1e-6, adv_std="population"
+                ) -> RolloutBatch:
     pids = list(range(len(problems))) if prompt_ids is None else list(prompt_ids)
-    prompts = [task.prompt(p) for p in problems]
+    prompts = [render_prompt(policy, task.prompt(p), cfg.chat_template) for p in problems]
     S = _Sampler(policy, cfg, seed, pids)
     out = S.generate(prompts, list(range(len(problems))), cfg.rollouts_per_prompt)
     samples, rewards, groups, pidx, meta = [], [], [], [], []
@@ -197,30 +245,31 @@ def _build_grpo(policy, task, problems, cfg, seed, prompt_ids, adv_eps: float = 
             pidx.append(i)
             meta.append(_base_meta("grpo", FRESH, 0))
     stats = dict(tokens_generated=S.tokens, fresh_tries=S.fresh, parents=0, no_failure_prompts=0,
-                 loc_calls=0, loc_fallbacks=0, reset_steps=[], reset_rel=[], first_round_rewards=list(rewards))
-    return _finish(samples, rewards, groups, pidx, meta, cfg, stats, adv_eps)
+                 loc_calls=0, loc_fallbacks=0, reset_steps=[], reset_rel=[], first_round_rewards=list(rewards),
+                 capped_thoughts=sum(_capped(s) for s in samples))
+    return _finish(samples, rewards, groups, pidx, meta, cfg, stats, adv_eps, adv_std)
 
 
-def _choose_reset_steps(method: str, policy, task, problems, prompts, parents: list[tuple[int, Any]],
-                        S: _Sampler, seed: int, pids: list[int]) -> list[dict]:
-    """For each (prompt index, parent sample) return dict(k, loc_text, loc_index, loc_source, fallback)."""
+def _choose_reset_steps(method: str, policy, task, problems, parents: list[tuple[int, Any]], S: _Sampler,
+                        seed: int, pids: list[int]) -> list[dict]:
+    """For each (prompt index, parent sample) return dict(k, loc_text, loc_index, loc_source, loc_boxed,
+    fallback) (parents have at least one thought)."""
     out: list[dict] = []
     if method == "srpo":
         from .localize import localization_prompt, parse_localization
-        todo = [(j, i, par) for j, (i, par) in enumerate(parents) if len(par.thoughts) > 0]
-        texts = S.complete([localization_prompt(task, problems[i], list(par.thoughts)) for _, i, par in todo],
-                           [i for _, i, _ in todo]) if todo else []
-        locs = {j: (t, parse_localization(t, len(par.thoughts), policy.fmt)) for (j, _, par), t in zip(todo, texts)}
+        texts = S.complete([render_prompt(policy, localization_prompt(task, problems[i], list(par.thoughts)),
+                                          S.cfg.loc_chat_template) for i, par in parents],
+                           [i for i, _ in parents]) if parents else []
+        locs = [(t, parse_localization(t, len(par.thoughts), policy.fmt)) for (_, par), t in zip(parents, texts)]
     for j, (i, par) in enumerate(parents):
         n = len(par.thoughts)
-        d = dict(k=1, loc_text=None, loc_index=None, loc_source=None, fallback=None)
-        if n == 0:
-            d["fallback"] = "empty_parent"
-        elif method == "rrpo":
+        d = dict(k=1, loc_text=None, loc_index=None, loc_source=None, loc_boxed=None, fallback=None)
+        if method == "rrpo":
             d["k"] = random.Random(mix_seed(seed, 3, pids[i], j)).randint(1, n)
         elif method == "srpo":
             text, loc = locs[j]
-            d.update(k=int(loc.index), loc_text=text, loc_index=int(loc.index), loc_source=loc.source)
+            d.update(k=int(loc.index), loc_text=text, loc_index=int(loc.index), loc_source=loc.source,
+                     loc_boxed=loc.boxed)
             if loc.source != "boxed":
                 d["fallback"] = f"localization_{loc.source}"
         else:  # oracle
@@ -230,7 +279,7 @@ def _choose_reset_steps(method: str, policy, task, problems, prompts, parents: l
                 d.update(k=n, fallback="oracle_no_error_found")
             else:
                 d["k"] = min(max(int(e), 1), n)
-        if n and getattr(task, "has_step_checker", False):  # diagnostics only: never used to pick k
+        if getattr(task, "has_step_checker", False):  # diagnostics only: never used to pick k
             e = d.get("true_first_error", "unset")
             if e == "unset":
                 e = task.first_error(problems[i], list(par.thoughts))
@@ -240,61 +289,75 @@ def _choose_reset_steps(method: str, policy, task, problems, prompts, parents: l
 
 
 def localization_stats(steps: list[dict], parents: list[tuple[int, Any]]) -> dict:
-    """How well the reset step hits the task's first wrong thought (parents where one exists).
+    """How the reset steps were found and how well they hit the task's first wrong thought.
 
-    ``loc_checked`` parents with a known first error, ``loc_hits`` with ``k == e``, ``loc_hits1`` with
-    ``|k - e| <= 1``, ``loc_chance_sum`` the sum of ``1/n`` (what a uniform guess hits on average).
+    ``loc_calls`` localization replies; ``loc_fallbacks`` of them not read from an in-range box, by kind
+    ``loc_zero`` / ``loc_step`` / ``loc_default`` (``llm.localize.SOURCES``), and ``loc_box_out_of_range``
+    (the last box held an integer outside ``[0, n]``). Where a first error exists: ``loc_checked`` parents,
+    ``loc_hits`` with ``k == e``, ``loc_hits1`` with ``|k - e| <= 1``, ``loc_chance_sum`` the sum of ``1/n``
+    (what a uniform guess hits on average).
     """
+    loc = [d for d in steps if d["loc_text"] is not None]
     known = [(d["k"], d["true_first_error"], len(par.thoughts)) for d, (_, par) in zip(steps, parents)
              if d.get("true_first_error") is not None]
-    return dict(loc_checked=len(known), loc_hits=sum(k == e for k, e, _ in known),
+    return dict(loc_calls=len(loc), loc_fallbacks=sum(d["loc_source"] != "boxed" for d in loc),
+                loc_zero=sum(d["loc_source"] == "zero" for d in loc),
+                loc_step=sum(d["loc_source"] == "step" for d in loc),
+                loc_default=sum(d["loc_source"] == "fallback" for d in loc),
+                loc_box_out_of_range=sum(d["loc_boxed"] is not None and d["loc_source"] in ("step", "fallback")
+                                         for d in loc),
+                loc_checked=len(known), loc_hits=sum(k == e for k, e, _ in known),
                 loc_hits1=sum(abs(k - e) <= 1 for k, e, _ in known),
                 loc_chance_sum=float(sum(1.0 / n for _, _, n in known)))
 
 
-def _build_reset(policy, task, problems, cfg: RolloutConfig, seed, prompt_ids, adv_eps: float = 1e-6
-                 ) -> RolloutBatch:
+def _split_tries(tries: list, n_par: int, n_fresh: int) -> tuple[list, list]:
+    """(parents, kept fresh) of one prompt's scored tries: the first ``n_par`` failed tries with at least
+    one thought, and the first ``n_fresh`` of the others, in order."""
+    failed = [t for t, (s, r) in enumerate(tries) if r < 1.0 and len(s.thoughts) > 0][:n_par]
+    kept = [tries[t] for t in range(len(tries)) if t not in failed][:n_fresh]
+    return [tries[t][0] for t in failed], kept
+
+
+def _build_reset(policy, task, problems, cfg: RolloutConfig, seed, prompt_ids, adv_eps: float = 1e-6,
+                 adv_std: str = "population") -> RolloutBatch:
     P = len(problems)
     pids = list(range(P)) if prompt_ids is None else list(prompt_ids)
-    prompts = [task.prompt(p) for p in problems]
+    prompts = [render_prompt(policy, task.prompt(p), cfg.chat_template) for p in problems]
     S = _Sampler(policy, cfg, seed, pids)
     budget, n_fresh, n_par, n_cont = cfg.rollouts_per_prompt, cfg.n_fresh, cfg.n_resets, cfg.continuations_per_reset
 
     def score(i, row):
         return [(s, float(task.reward(problems[i], s.text))) for s in row]
 
-    # 1) fresh tries: n_fresh + n_resets for every prompt at once, the rest of max_tries where no failure yet
+    # 1) fresh tries: n_fresh + n_resets for every prompt at once, the rest of max_tries where parents lack
     first = n_fresh + n_par
     tries = [score(i, row) for i, row in enumerate(S.generate(prompts, list(range(P)), first))]
-    short = [i for i in range(P) if sum(r < 1.0 for _, r in tries[i]) < n_par]
+    short = [i for i in range(P) if len(_split_tries(tries[i], n_par, n_fresh)[0]) < n_par]
     if short and cfg.max_tries > first:
         for i, row in zip(short, S.generate(prompts, short, cfg.max_tries - first)):
             tries[i] += score(i, row)
-    # 2) parents = first failed tries; kept fresh = the other tries in order (top up if too few)
-    parents_of, kept_of = [], []
-    for i in range(P):
-        failed = [t for t, (_, r) in enumerate(tries[i]) if r < 1.0][:n_par]
-        parents_of.append([tries[i][t][0] for t in failed])
-        kept_of.append([tries[i][t] for t in range(len(tries[i])) if t not in failed])
-    need = [budget - len(parents_of[i]) * n_cont for i in range(P)]
-    lacking = [i for i in range(P) if len(kept_of[i]) < need[i]]
-    for i in lacking:  # only when max_tries < budget: sample the missing fresh chains
-        kept_of[i] += score(i, S.generate(prompts, [i], need[i] - len(kept_of[i]))[0])
+    # 2) parents and the kept fresh chains; missing fresh chains (too few parents) are sampled anew
+    parents_of, kept_of = zip(*(_split_tries(tries[i], n_par, n_fresh) for i in range(P))) if P else ((), ())
+    parents_of, kept_of = list(parents_of), [list(k) for k in kept_of]
+    need = [budget - len(parents_of[i]) * n_cont - len(kept_of[i]) for i in range(P)]
+    for k in sorted(set(need) - {0}):  # one batched call per count
+        which = [i for i in range(P) if need[i] == k]
+        for i, row in zip(which, S.generate(prompts, which, k)):
+            kept_of[i] += score(i, row)
     # 3) reset steps, 4) continuations
     flat_parents = [(i, par) for i in range(P) for par in parents_of[i]]
-    steps = _choose_reset_steps(cfg.method, policy, task, problems, prompts, flat_parents, S, seed, pids)
-    conts = S.continue_many(prompts, [i for i, _ in flat_parents],
-                            [prefix_ids_for_reset(par, d["k"]) for (_, par), d in zip(flat_parents, steps)], n_cont)
+    steps = _choose_reset_steps(cfg.method, policy, task, problems, flat_parents, S, seed, pids)
+    pre = [prefix_ids_for_reset(par, d["k"]) for (_, par), d in zip(flat_parents, steps)]
+    caps = [[c for c in getattr(par, "cap_ends", ()) if c <= len(q)] for (_, par), q in zip(flat_parents, pre)]
+    conts = S.continue_many(prompts, [i for i, _ in flat_parents], pre, caps, n_cont)
     # 5) assemble groups: fresh group 0, reset groups 1..n_par
     samples, rewards, groups, pidx, meta = [], [], [], [], []
-    no_failure = 0
     by_prompt: dict[int, list] = {i: [] for i in range(P)}
     for (i, par), d, row in zip(flat_parents, steps, conts):
         by_prompt[i].append((par, d, row))
     for i in range(P):
-        if not parents_of[i]:
-            no_failure += 1
-        for s, r in kept_of[i][:need[i]]:
+        for s, r in kept_of[i]:
             samples.append(s); rewards.append(r); groups.append(pids[i] * _GROUP_STRIDE); pidx.append(i)
             m = _base_meta(cfg.method, FRESH, 0)
             if not parents_of[i]:
@@ -307,21 +370,21 @@ def _build_reset(policy, task, problems, cfg: RolloutConfig, seed, prompt_ids, a
                 m.update(reset_step=d["k"], loc_text=d["loc_text"], loc_index=d["loc_index"],
                          loc_source=d["loc_source"], fallback=d["fallback"], parent_thoughts=len(par.thoughts))
                 meta.append(m)
-    stats = dict(tokens_generated=S.tokens, fresh_tries=S.fresh, parents=len(flat_parents), no_failure_prompts=no_failure,
-        loc_calls=sum(1 for d in steps if d["loc_text"] is not None),
-        loc_fallbacks=sum(1 for d in steps if d["loc_text"] is not None and d["loc_source"] != "boxed"),
-        reset_steps=[d["k"] for d in steps],
-        reset_rel=[d["k"] / max(1, len(par.thoughts)) for (_, par), d in zip(flat_parents, steps)],
-        first_round_rewards=[r for i in range(P) for _, r in tries[i][:first]],
-        **localization_stats(steps, flat_parents))
-    return _finish(samples, rewards, groups, pidx, meta, cfg, stats, adv_eps)
+    stats = dict(tokens_generated=S.tokens, fresh_tries=S.fresh, parents=len(flat_parents),
+                 no_failure_prompts=sum(not p for p in parents_of), reset_steps=[d["k"] for d in steps],
+                 reset_rel=[d["k"] / len(par.thoughts) for (_, par), d in zip(flat_parents, steps)],
+                 first_round_rewards=[r for i in range(P) for _, r in tries[i][:first]],
+                 capped_thoughts=sum(_capped(s) for s in samples), **localization_stats(steps, flat_parents))
+    return _finish(samples, rewards, groups, pidx, meta, cfg, stats, adv_eps, adv_std)
 
 
 def _named(method: str) -> Callable[..., RolloutBatch]:
-    def builder(policy, task, problems, cfg: RolloutConfig, *, seed: int, prompt_ids=None, adv_eps: float = 1e-6):
+    def builder(policy, task, problems, cfg: RolloutConfig, *, seed: int, prompt_ids=None, adv_eps: float = 1e-6,
+                adv_std: str = "population"):
         if cfg.method != method:
             cfg = RolloutConfig(**{**cfg.__dict__, "method": method})
-        return build_rollouts(policy, task, problems, cfg, seed=seed, prompt_ids=prompt_ids, adv_eps=adv_eps)
+        return build_rollouts(policy, task, problems, cfg, seed=seed, prompt_ids=prompt_ids, adv_eps=adv_eps,
+                              adv_std=adv_std)
     builder.__name__ = builder.__qualname__ = method
     builder.__doc__ = f"``build_rollouts`` with method {method!r}."
     return builder

@@ -47,7 +47,9 @@ class ThoughtFormat:
         return _PAIRS.get(self.answer_open[-1]) == self.answer_close
 
     def _answer_spans(self, text: str) -> list[tuple[int, int, int]]:
-        """(start of open marker, start of content, end of content) of every complete answer."""
+        """(start of open marker, start of content, end of content) of every complete answer. An open
+        marker whose brackets never close is not an answer; a later marker still can be (as the last
+        ``\\boxed{`` that closes is the answer in the usual math graders)."""
         spans, i = [], 0
         while True:
             s = text.find(self.answer_open, i)
@@ -62,8 +64,9 @@ class ThoughtFormat:
                     elif text[j] == self.answer_close:
                         depth -= 1
                     j += 1
-                if depth:
-                    return spans  # unclosed: not an answer (and nothing after it can close)
+                if depth:  # unclosed: not an answer; look for the next open marker
+                    i = s + 1
+                    continue
                 e = j - 1
             else:
                 e = text.find(self.answer_close, c)
@@ -147,6 +150,11 @@ class ThoughtScanner:
     def __init__(self, fmt: ThoughtFormat, text: str = ""):
         self.fmt = fmt
         self.current = text.split(fmt.delimiter)[-1]
+        self._last = 0
+
+    def restart(self) -> None:
+        """Start a new thought without a delimiter (a thought ended by the per-thought token cap)."""
+        self.current = ""
         self._last = 0
 
     def append(self, piece: str) -> None:

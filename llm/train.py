@@ -62,9 +62,10 @@ def apply_lora(policy, cfg: TrainConfig) -> None:
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
-    """The run's learning-rate schedule (``llm.update.make_scheduler`` with ``cfg.optim`` and ``cfg.steps``)."""
+    """The run's learning-rate schedule (``llm.update.make_scheduler`` with ``cfg.optim``), one step per
+    optimizer step: ``cfg.optimizer_steps`` = steps x mini_batches x inner_epochs in all."""
     return _make_scheduler(opt, schedule=cfg.optim.schedule, warmup_steps=cfg.optim.warmup_steps,
-                           total_steps=cfg.steps)
+                           total_steps=cfg.optimizer_steps)
 
 
 def step_problems(train: list, step: int, n: int, seed: int) -> tuple[list, list[int]]:
@@ -207,7 +208,8 @@ class Trainer:
                                                                                                    info.rank)
         with D.full_params(self.model, info, cfg.fsdp):  # FSDP: ranks decode different step counts
             return build_rollouts(self.policy, self.task, [p for p, _ in mine], cfg.rollout, seed=seed,
-                                  prompt_ids=[q for _, q in mine], adv_eps=cfg.loss.adv_eps)
+                                  prompt_ids=[q for _, q in mine], adv_eps=cfg.loss.adv_eps,
+                                  adv_std=cfg.loss.adv_std)
 
     # ---------------------------------------------------------------- main loop
     def run(self) -> list[dict]:

@@ -22,29 +22,37 @@ def _bias(pol, chars, amount):
     return pol
 
 
-def test_sample_structure_and_invariants(micro):
+@pytest.mark.parametrize("cap", ["keep", "end"])
+def test_sample_structure_and_invariants(micro, cap):
     _bias(micro, list("0123456789+-=;[]"), 4.0)
-    out = micro.generate(["Q:1+2\n", "Q:3+4-5+6\n"], n=5, temperature=1.0, generator=_gen(0), **KW)
+    out = micro.generate(["Q:1+2\n", "Q:3+4-5+6\n"], n=5, temperature=1.0, generator=_gen(0), thought_cap=cap, **KW)
     assert [len(g) for g in out] == [5, 5]
-    finishes = set()
+    finishes, n_caps = set(), 0
     for g, p in zip(out, ["Q:1+2\n", "Q:3+4-5+6\n"]):
         for s in g:
             finishes.add(s.finish)
+            n_caps += len(s.cap_ends)
             assert s.finish in FINISH and s.prefix_len == 0
             assert s.prompt_ids == micro.encode_prompt(p)
             assert s.text == micro.decode(s.response_ids)
-            assert s.thoughts == micro.fmt.split(s.text) and len(s.thought_ends) == len(s.thoughts)
-            assert len(s.thoughts) <= KW["max_thoughts"]
+            assert len(s.thought_ends) == len(s.thoughts) <= KW["max_thoughts"]
+            assert set(s.cap_ends) <= set(s.thought_ends)
+            if not s.cap_ends:
+                assert s.thoughts == micro.fmt.split(s.text)
             assert s.answer == micro.fmt.extract_answer(s.text)
-            for t, e in zip(s.thoughts, s.thought_ends):  # each end cuts right after that thought
-                assert t in micro.decode(s.response_ids[:e])
-            if s.thought_ends:
-                assert micro.fmt.split(micro.decode(s.response_ids[:s.thought_ends[-1]])) == s.thoughts
+            starts = [0] + s.thought_ends[:-1]
+            for t, a, e in zip(s.thoughts, starts, s.thought_ends):  # each thought lies between two ends
+                assert t in micro.decode(s.response_ids[a:e])
+                if e in s.cap_ends:  # a kept over-long thought: exactly the cap, no delimiter
+                    assert e - a == KW["max_thought_tokens"] and ";" not in micro.decode(s.response_ids[a:e])
             if s.finish == "budget":  # cut back to complete thoughts
-                assert micro.fmt.truncate_to_complete(s.text) == s.text
+                assert s.response_ids == [] or s.thought_ends[-1] == len(s.response_ids)
+                if cap == "end":
+                    assert micro.fmt.truncate_to_complete(s.text) == s.text
             if s.finish == "answer":
                 assert s.answer is not None
     assert len(finishes) >= 2
+    assert (n_caps > 0) == (cap == "keep")
 
 
 def test_left_padding_greedy_matches_single_prompt(micro):
@@ -180,7 +188,8 @@ def test_tiny_top_p_is_greedy_and_max_thoughts_counts_prefix(micro):
 
 def test_fast_thought_ends_match_exact_search(micro):
     _bias(micro, list("0123456789+-=;[]"), 4.0)
-    for g in micro.generate(["Q:1+2\n", "Q:3+4-5+6\n"], n=6, generator=_gen(5), max_thoughts=6, max_thought_tokens=12):
+    for g in micro.generate(["Q:1+2\n", "Q:3+4-5+6\n"], n=6, generator=_gen(5), max_thoughts=6, max_thought_tokens=12,
+                            thought_cap="end"):
         for s in g:
             assert s.thought_ends == micro.thought_ends(s.response_ids, exact=True) == micro.thought_ends(s.response_ids)
 

@@ -9,9 +9,9 @@ import torch
 
 from llm.config import RolloutConfig
 from llm.localize import localization_prompt
-from llm.rollouts import build_rollouts, grpo, oracle, prefix_ids_for_reset, rrpo, srpo
+from llm.rollouts import build_rollouts, grpo, localization_kwargs, oracle, prefix_ids_for_reset, rrpo, srpo
 from llm.tasks import Problem, Task
-from llm.thoughts import ThoughtFormat
+from llm.thoughts import TINY_FORMAT, ThoughtFormat
 
 FMT = ThoughtFormat(delimiter=";", answer_open="[", answer_close="]")
 
@@ -60,8 +60,9 @@ class FakePolicy:
         self.calls.append(("continue_from", prompt, tuple(prefix_ids), k))
         return [self._mk(prompt, self.cont[prompt].pop(0), prefix_ids) for _ in range(k)]
 
-    def complete(self, prompts, *, temperature=0.3, max_new_tokens=64, generator=None, greedy=False):
+    def complete(self, prompts, *, temperature=0.3, max_new_tokens=64, generator=None, greedy=False, **kw):
         self.calls.append(("complete", tuple(prompts), temperature))
+        self.loc_kw = dict(max_new_tokens=max_new_tokens, **kw)
         return [self.loc.pop(0) for _ in prompts]
 
 
@@ -130,24 +131,47 @@ def test_srpo_first_failed_parent_prefix_and_groups():
     assert b.stats["fresh_tries"] == 5
 
 
-def test_no_failure_in_max_tries_gives_all_fresh_one_group():
-    pol = FakePolicy({"Q0:": [OK] * 12, "Q1:": [BAD] + [OK] * 11}, cont={"Q1:": [OK] * 4}, loc=["[1]"])
+def test_no_failure_in_max_tries_group_is_first_fresh_plus_new_chains():
+    """Row 5 of issue 16 (the paper): no failure in 12 tries -> the group is the first 4 tries plus 4 newly
+    sampled chains (which can fail), not the first 8 successes (whose advantages would all be 0)."""
+    new = [BAD, OK, OK, BAD]
+    pol = FakePolicy({"Q0:": [OK] * 12 + new, "Q1:": [BAD] + [OK] * 11}, cont={"Q1:": [OK] * 4}, loc=["[1]"])
     b = srpo(pol, FakeTask(), probs(0, 1), RolloutConfig(method="srpo", **CFG), seed=0)
-    # second round only for the prompt without a failure, with the rest of the 12 tries
-    assert pol.calls[1] == ("generate", ("Q0:",), 7)
+    # second round only for the prompt without a failure (the rest of the 12 tries), then 4 new chains
+    assert pol.calls[1] == ("generate", ("Q0:",), 7) and pol.calls[2] == ("generate", ("Q0:",), 4)
     first = [i for i, p in enumerate(b.prompt_index) if p == 0]
     assert len(first) == 8 and len({b.group_ids[i].item() for i in first}) == 1
+    assert [b.samples[i].text for i in first] == [OK] * 4 + new
+    assert b.rewards[first].tolist() == [1, 1, 1, 1, 0, 1, 1, 0]
+    assert torch.all(b.advantages[first] != 0)
     assert all(b.meta[i]["fallback"] == "no_failure" and b.meta[i]["kind"] == "fresh" for i in first)
-    assert b.stats["no_failure_prompts"] == 1 and b.stats["parents"] == 1 and b.stats["fresh_tries"] == 17
+    assert b.stats["no_failure_prompts"] == 1 and b.stats["parents"] == 1 and b.stats["fresh_tries"] == 5 + 7 + 4 + 5
+    assert b.stats["first_round_rewards"] == [1.0] * 5 + [0.0] + [1.0] * 4  # first n_fresh + n_resets tries
     second = [i for i, p in enumerate(b.prompt_index) if p == 1]
     assert [b.meta[i]["kind"] for i in second] == ["fresh"] * 4 + ["reset"] * 4
+
+
+def test_a_chain_without_thoughts_is_never_a_parent():
+    """Row 6 of issue 16: a failed chain with 0 thoughts is not reset; it stays in the fresh group
+    (reward 0), and the first failed chain WITH a thought is the parent."""
+    pol = FakePolicy({"Q0:": ["", BAD, OK, OK, OK]}, cont={"Q0:": [OK] * 4}, loc=["[2]"])
+    b = srpo(pol, FakeTask(), probs(0), RolloutConfig(method="srpo", **CFG), seed=0)
+    assert [s.text for s in b.samples[:4]] == ["", OK, OK, OK] and b.rewards[:4].tolist() == [0, 1, 1, 1]
+    assert b.meta[-1]["parent_thoughts"] == 4 and b.meta[-1]["reset_step"] == 2  # the parent is BAD
+    assert pol.calls[-1] == ("continue_from", "Q0:", tuple(map(ord, "x;")), 4)
+    # only chains without thoughts fail: no parent at all -> the no-failure group
+    pol = FakePolicy({"Q0:": [""] * 12 + [OK] * 4})
+    b = srpo(pol, FakeTask(), probs(0), RolloutConfig(method="srpo", **CFG), seed=0)
+    assert b.stats["parents"] == 0 and b.stats["no_failure_prompts"] == 1
+    assert [s.text for s in b.samples] == [""] * 4 + [OK] * 4 and not any(c[0] == "complete" for c in pol.calls)
 
 
 @pytest.mark.parametrize("text, k, source", [
     ("no idea", 1, "fallback"),
     ("the error is in Step 3 I think", 3, "step"),
-    ("[0]", 1, "boxed"),
-    ("[99]", 4, "boxed"),
+    ("[0]", 1, "zero"),
+    ("[99]", 1, "fallback"),           # out of range: never clipped to the last step
+    ("Step 2 went wrong, so [99]", 2, "step"),
     ("Step 2 ... [3]", 3, "boxed"),
 ])
 def test_srpo_localization_fallbacks(text, k, source):
@@ -156,8 +180,26 @@ def test_srpo_localization_fallbacks(text, k, source):
     m = b.meta[-1]
     assert m["reset_step"] == k and m["loc_source"] == source
     assert (m["fallback"] is None) == (source == "boxed")
-    assert b.stats["loc_fallbacks"] == int(source != "boxed")
+    st = b.stats
+    assert st["loc_calls"] == 1 and st["loc_fallbacks"] == int(source != "boxed")
+    assert (st["loc_zero"], st["loc_step"], st["loc_default"]) == (
+        int(source == "zero"), int(source == "step"), int(source == "fallback"))
+    assert st["loc_box_out_of_range"] == int("[99]" in text)
     assert pol.calls[-1][2] == tuple(map(ord, "x;y;z;"[:2 * (k - 1)]))
+
+
+def test_srpo_localization_call_settings():
+    """The localization call: verbose prompt -> 4096 tokens, top_p of the rollouts, runs to EOS (the
+    paper); each setting can be given."""
+    pol = FakePolicy({"Q0:": [BAD, OK, OK, OK, OK]}, cont={"Q0:": [OK] * 4}, loc=["[1]"])
+    srpo(pol, FakeTask(), probs(0), RolloutConfig(method="srpo", **CFG), seed=0)
+    assert pol.loc_kw == dict(max_new_tokens=4096, top_p=0.95, stop_at_answer=False)
+    pol = FakePolicy({"Q0:": [BAD, OK, OK, OK, OK]}, cont={"Q0:": [OK] * 4}, loc=["[1]"])
+    srpo(pol, FakeTask(), probs(0), RolloutConfig(method="srpo", loc_max_new_tokens=50, loc_top_p=0.5,
+                                                  loc_stop_at_answer=True, top_p=0.9, **CFG), seed=0)
+    assert pol.loc_kw == dict(max_new_tokens=50, top_p=0.5, stop_at_answer=True)
+    compact = localization_kwargs(RolloutConfig(method="srpo"), TINY_FORMAT)
+    assert compact == dict(temperature=0.3, max_new_tokens=96, top_p=0.95, stop_at_answer=True)
 
 
 def test_rrpo_uniform_reset_step_is_seeded_and_covers_all_thoughts():
@@ -183,13 +225,6 @@ def test_oracle_uses_first_error_and_falls_back_to_last_thought():
     assert r1[0]["reset_step"] == 4 and r1[0]["fallback"] == "oracle_no_error_found"
 
 
-def test_parent_without_complete_thought_resets_at_1():
-    pol = FakePolicy({"Q0:": ["", OK, OK, OK, OK]}, cont={"Q0:": [OK] * 4}, loc=[])
-    b = srpo(pol, FakeTask(), probs(0), RolloutConfig(method="srpo", **CFG), seed=0)
-    assert b.meta[-1]["reset_step"] == 1 and b.meta[-1]["fallback"] == "empty_parent"
-    assert not any(c[0] == "complete" for c in pol.calls)
-
-
 def test_two_resets_of_two_and_budget_top_up():
     cfg = RolloutConfig(method="rrpo", rollouts_per_prompt=6, n_fresh=2, n_resets=2, max_tries=4)
     # tries: BAD, OK, BAD, OK -> parents tries 0 and 2, kept OK, OK
@@ -197,10 +232,16 @@ def test_two_resets_of_two_and_budget_top_up():
     b = rrpo(pol, FakeTask(), probs(0), cfg, seed=1)
     assert [m["group"] for m in b.meta] == [0, 0, 1, 1, 2, 2] and len(b) == 6
     assert len(set(b.group_ids.tolist())) == 3
-    # max_tries 4 < budget 6 with no failure: top up to 6 fresh chains
-    pol = FakePolicy({"Q0:": [OK] * 6})
+    # no failure in max_tries 4: the first n_fresh = 2 tries + 4 new chains
+    pol = FakePolicy({"Q0:": [OK] * 4 + [BAD, OK, OK, OK]})
     b = rrpo(pol, FakeTask(), probs(0), cfg, seed=1)
     assert len(b) == 6 and all(m["fallback"] == "no_failure" for m in b.meta)
+    assert [s.text for s in b.samples] == [OK, OK, BAD, OK, OK, OK] and pol.calls[-1] == ("generate", ("Q0:",), 4)
+    # one parent of the two: n_fresh kept + one reset group's worth of new fresh chains
+    pol = FakePolicy({"Q0:": [BAD, OK, OK, OK] + [OK, BAD]}, cont={"Q0:": [OK, BAD]})
+    b = rrpo(pol, FakeTask(), probs(0), cfg, seed=1)
+    assert [m["kind"] for m in b.meta] == ["fresh"] * 4 + ["reset"] * 2
+    assert [s.text for s in b.samples[:4]] == [OK, OK, OK, BAD] and b.stats["parents"] == 1
 
 
 def test_prefix_ids_for_reset():
