@@ -165,3 +165,60 @@ def test_bad_arguments():
         aggregate(torch.zeros(1, 2), torch.zeros(1, 2), "mean")
     with pytest.raises(ValueError, match="adv"):
         per_token_loss(torch.zeros(2, 2), torch.zeros(3))
+
+
+def test_unbiased_std_matches_torch_std_plus_eps():
+    """The paper's GRPO baseline (verl): A = (r - mean) / (torch.std(r) + 1e-6) per group (n - 1)."""
+    r = torch.tensor([1., 0., 0., 1., 1., 1., 1., 0., 0., 1., 0., 0., 0., 0., 0., 0.])
+    g = torch.tensor([0] * 4 + [1] * 2 + [5] * 3 + [7] * 7)
+    a = group_advantages(r, g, eps=1e-6, std="unbiased")
+    ref = torch.zeros_like(r)
+    for k in g.unique():
+        m = g == k
+        x = r[m].double()
+        ref[m] = ((x - x.mean()) / (x.std() + 1e-6)).float() if x.std() >= 1e-8 else 0.0
+    torch.testing.assert_close(a, ref)
+    # hand: 1,0,0,1 -> mean .5, unbiased std sqrt(1/3)
+    torch.testing.assert_close(a[:4], torch.tensor([1., -1., -1., 1.]) * 0.5 / (math.sqrt(1 / 3) + 1e-6))
+    assert group_advantages(torch.tensor([1.0]), torch.tensor([0]), std="unbiased").item() == 0.0
+    with pytest.raises(ValueError, match="std"):
+        group_advantages(r, g, std="sample")
+
+
+def test_dual_clip_bounds_negative_advantage_loss():
+    """Dual-clip PPO (Ye et al. 2020) with c = 3, eps = 0.2, against the formula written out:
+    A < 0: min(max(-rho A, -clip(rho) A), -c A); A >= 0: max(-rho A, -clip(rho) A)."""
+    ratio = torch.tensor([[5.0, 2.0, 0.5, 5.0, 1.0]])
+    adv = torch.tensor([-1.0])
+    old = torch.zeros(1, 5)
+    logp = ratio.log().clone().requires_grad_(True)
+    loss, diag = per_token_loss(logp, adv, kind="ppo", old_logp=old, eps=0.2, dual_clip=3.0)
+    # by hand (A = -1): rho 5 -> max(5, 1.2) = 5 -> bounded to 3; rho 2 -> 2; rho .5 -> max(.5, .8) = .8; rho 1 -> 1
+    torch.testing.assert_close(loss.detach(), torch.tensor([[3.0, 2.0, 0.8, 3.0, 1.0]]))
+    assert diag["clipped"].tolist() == [[1.0, 0.0, 1.0, 1.0, 0.0]]
+    loss.sum().backward()
+    # d/dlogp of -rho A = rho (unclipped tokens); 0 where a clip or the dual bound is active
+    torch.testing.assert_close(logp.grad, torch.tensor([[0.0, 2.0, 0.0, 0.0, 1.0]]))
+    # positive advantages are untouched by the dual clip
+    for a in (1.0, 0.0):
+        x, _ = per_token_loss(ratio.log(), torch.tensor([a]), kind="ppo", old_logp=old, dual_clip=3.0)
+        y, _ = per_token_loss(ratio.log(), torch.tensor([a]), kind="ppo", old_logp=old)
+        assert torch.equal(x, y)
+    with pytest.raises(ValueError, match="dual_clip"):
+        per_token_loss(logp, adv, kind="ppo", old_logp=old, dual_clip=1.0)
+
+
+def test_token_mean_vs_seq_mean_hand_example():
+    """Two sequences: one trainable token with loss 4, three with loss 1 each. token-mean weighs every
+    token 1/4: (4 + 3) / 4 = 1.75; seq-mean-token-mean weighs the sequences equally: (4 + 1) / 2 = 2.5, so
+    the lone token gets weight 1/2 and each of the three 1/6 (the REINFORCE gradient per token)."""
+    mask = torch.tensor([[1., 0., 0.], [1., 1., 1.]])
+    lt = torch.tensor([[4., 9., 9.], [1., 1., 1.]])
+    assert aggregate(lt, mask, "token-mean").item() == pytest.approx(1.75)
+    assert aggregate(lt, mask, "seq-mean-token-mean").item() == pytest.approx(2.5)
+    logp = torch.zeros(2, 3, requires_grad=True)
+    adv = torch.tensor([-1.0, -1.0])  # l = -A log pi = log pi: d loss / d logp = the token weights
+    for agg, w in (("token-mean", [[.25, 0, 0], [.25, .25, .25]]), ("seq-mean-token-mean", [[.5, 0, 0], [1 / 6] * 3])):
+        logp.grad = None
+        policy_loss(logp, adv, mask, agg=agg).loss.backward()
+        torch.testing.assert_close(logp.grad, torch.tensor(w))
