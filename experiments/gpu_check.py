@@ -46,7 +46,7 @@ SIZES = {  # Llama width / depth for the random-init model
     "small": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8),
     "medium": dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=16, num_attention_heads=16),
 }
-TRAIN_ARGS = ["--config", str(ROOT / "configs" / "gpu.yaml"), "--method", "srpo", "--task", "arith", "--prompts_per_step", "2", "--eval_every", "0",
+TRAIN_ARGS = ["--config", str(ROOT / "configs" / "gpu.yaml"), "--method", "srpo", "--task", "arith", "--prompts_per_step", "2", "--mini_batches", "2", "--eval_every", "0",
               "--save_every", "1", "--rollout.max_thoughts", "4", "--rollout.max_thought_tokens", "32",
               "--rollout.max_new_tokens", "128", "--rollout.loc_max_new_tokens", "32", "--progress", "false"]
 

@@ -35,7 +35,8 @@ def field_docs(cls) -> dict[str, str]:
 
 
 def help_text(module: str) -> str:
-    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT)}
+    # 120 columns: one column of help (tyro lays the groups out in columns from 130 on, once they are long)
+    env = {**os.environ, "COLUMNS": "120", "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, env=env, cwd=ROOT,
                        timeout=120)
     assert r.returncode == 0, r.stderr
