@@ -11,14 +11,11 @@ pieces, pad / EOS ids, format, context length and device; none of them imports t
   Reasoning", whose generator samples one thought per call with ``max_tokens_per_thought``):
   ``thought_cap="keep"``: a thought that reaches ``max_thought_tokens`` without a delimiter is kept as
   a thought (its end is recorded in ``Sample.cap_ends``; no delimiter is inserted) and generation goes
-  on with the next thought; ``"end"``: it ends the chain (cut back to the last complete thought, so a
-  chain without an answer scores 0). ``budget_scope="response"``: ``max_new_tokens`` counts the given
-  prefix plus the sampled tokens (the whole response); ``"sampled"``: sampled tokens only.
-* :func:`sample_next`: temperature / nucleus sampling with one ``torch.multinomial`` per step.
-* :func:`sampling_kwargs`: the one home of the sampling keyword defaults (:data:`CHAIN_DEFAULTS`);
-  rollouts and Thought-ICS build their keywords from their configs with it.
-* :func:`cache_keyword`: ``cache`` (transformers >= 5.2x) or ``past_key_values``, read from the base
-  model's ``forward`` (under peft / DDP wrappers) and re-read when the model object changes.
+  on with the next thought, unless the capped thought has opened an answer (the paper's generator
+  stops at a thought holding ``\\boxed{``: the chain ends there, finish "budget", no answer);
+  ``"end"``: it ends the chain (cut back to the last complete thought, so a chain without an answer
+  scores 0). ``budget_scope="response"``: ``max_new_tokens`` counts the given prefix plus the sampled
+  tokens (the whole response); ``"sampled"``: sampled tokens only.
 
 Shape letters (``docs/architecture.md``): B live rows, L prompt length (left padded), V vocabulary.
 Sampling is reproducible on CPU given a ``torch.Generator``: rows finish and leave the batch in a
@@ -60,7 +57,8 @@ class Sample:
     """Token offset in ``response_ids`` where each thought ends (exclusive)."""
     answer: str | None
     finish: str
-    """One of FINISH: "answer" | "max_thoughts" | "budget" (cut back to the last complete thought) | "eos"."""
+    """One of FINISH: "answer" | "max_thoughts" | "budget" (cut back to the last complete thought; also a
+    thought capped inside an unclosed answer) | "eos"."""
     sampled_tokens: int = 0
     """Tokens actually sampled for this row (before a budget cut-back; EOS included): the decode work done."""
     cap_ends: list[int] = field(default_factory=list)
@@ -262,6 +260,9 @@ def _loop(pol, prompts, prefixes, caps0, n, *, mode, temperature, top_p, max_tho
                         continue
                     ended = True
                     caps[r].append(pre_len[r] + len(gen[r]))
+                    if fmt.answer_open in scan[r].current:  # capped inside its answer: the chain ends here
+                        finish[r] = "budget"
+                        continue
                     scan[r].restart()
                 if ended:
                     n_th[r] += 1

@@ -47,9 +47,7 @@ class ThoughtFormat:
         return _PAIRS.get(self.answer_open[-1]) == self.answer_close
 
     def _answer_spans(self, text: str) -> list[tuple[int, int, int]]:
-        """(start of open marker, start of content, end of content) of every complete answer. An open
-        marker whose brackets never close is not an answer; a later marker still can be (as the last
-        ``\\boxed{`` that closes is the answer in the usual math graders)."""
+        """(start of open marker, start of content, end of content) of every complete answer."""
         spans, i = [], 0
         while True:
             s = text.find(self.answer_open, i)
@@ -64,9 +62,8 @@ class ThoughtFormat:
                     elif text[j] == self.answer_close:
                         depth -= 1
                     j += 1
-                if depth:  # unclosed: not an answer; look for the next open marker
-                    i = s + 1
-                    continue
+                if depth:
+                    return spans  # unclosed: not an answer (and nothing after it can close)
                 e = j - 1
             else:
                 e = text.find(self.answer_close, c)

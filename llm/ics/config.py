@@ -47,6 +47,12 @@ class ICSConfig:
     """Per-thought token cap, passed to the policy."""
     max_new_tokens: int | None = None
     """Total token budget per chain (None: the policy's default)."""
+    thought_cap: Literal["keep", "end"] = "end"
+    """A thought reaching max_thought_tokens: "end" ends the chain (the rule the recorded ICS results used);
+    "keep" keeps it and goes on, as SRPO's rollouts and the paper's generator (``llm.decode``)."""
+    budget_scope: Literal["response", "sampled"] = "sampled"
+    """What max_new_tokens counts in a resample from a kept prefix: "sampled" tokens only (the recorded
+    results), or the whole "response" (prefix included, as SRPO's rollouts)."""
     judge_max_new_tokens: int = 96
     """Token budget of a verdict / localization / feedback completion (the tiny default's localization
     replies run up to 88 tokens)."""
@@ -56,7 +62,8 @@ class ICSConfig:
     """Seed of the torch.Generator handed to the policy."""
 
     def __post_init__(self) -> None:
-        for name, lit in (("method", Method), ("level", Level), ("localizer", LocalizerKind)):
+        for name, lit in (("method", Method), ("level", Level), ("localizer", LocalizerKind),
+                          ("thought_cap", Literal["keep", "end"]), ("budget_scope", Literal["response", "sampled"])):
             val = getattr(self, name)
             if val not in get_args(lit):
                 raise ValueError(f"ICSConfig.{name}: expected one of {get_args(lit)}, got {val!r}")

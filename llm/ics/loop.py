@@ -80,6 +80,12 @@ def localize(policy, task, states: list[State], rounds: list[Round], cfg: ICSCon
     return cuts
 
 
+def _with_caps(kw: dict, caps) -> dict:
+    """``kw`` plus ``prefix_cap_ends`` when a prefix holds a thought ended by the cap (test doubles without
+    that keyword keep working otherwise)."""
+    return {**kw, "prefix_cap_ends": caps} if any(caps) else kw
+
+
 def resample(policy, task, items: list[tuple[State, Round, int]], cfg: ICSConfig, gen) -> None:
     """The next chain of every (state, round, cut): a continuation of the kept ``cut`` tokens, or a whole
     new chain (scratch / refine); recorded as the state's new attempt."""
@@ -94,11 +100,14 @@ def resample(policy, task, items: list[tuple[State, Round, int]], cfg: ICSConfig
         return
     prefixes = [list(s.sample.response_ids[:cut]) for s, _, cut in items]
     kw = sampling_kwargs(cfg, temperature=t, generator=gen)
+    # kept over-long thoughts inside a prefix (thought_cap="keep") must still count as thoughts
+    caps = [[c for c in getattr(s.sample, "cap_ends", ()) if c <= cut] for s, _, cut in items]
     if hasattr(policy, "continue_many"):  # one decode loop per batch_size resets
         new = [g[0] for c in _chunks(list(range(len(items))), cfg.batch_size)
-               for g in policy.continue_many([prompts[i] for i in c], [prefixes[i] for i in c], 1, **kw)]
+               for g in policy.continue_many([prompts[i] for i in c], [prefixes[i] for i in c], 1,
+                                             **_with_caps(kw, [caps[i] for i in c]))]
     else:
-        new = [policy.continue_from(p, q, 1, **kw)[0] for p, q in zip(prompts, prefixes)]
+        new = [policy.continue_from(p, q, 1, **_with_caps(kw, cp))[0] for p, q, cp in zip(prompts, prefixes, caps)]
     for (s, r, _), x in zip(items, new):
         s.add(task, x, reset_at=r.loc_index)
         r.resample_correct = s.res.attempts[-1].correct

@@ -62,6 +62,11 @@ def test_over_long_thoughts_on_bpe(bpe):
     assert s.finish == "max_thoughts" and s.cap_ends == s.thought_ends == [3, 6, 9, 12]
     assert s.thoughts == [bpe.decode(s.response_ids[a:a + 3]).strip() for a in (0, 3, 6, 9)]
     assert s.text == CHAIN[:len(s.text)]  # nothing inserted: the text is what was sampled
+    # with room for more thoughts: the 6th capped thought opens the answer (">\\", "boxed", "{") and the
+    # chain stops there, as the paper's generator stops at a thought holding "\\boxed{"
+    s = bpe.generate([bpe.chat_prompt(task.prompt(prob))], greedy=True, max_thoughts=10, max_thought_tokens=3)[0][0]
+    assert s.cap_ends == s.thought_ends == [3, 6, 9, 12, 15, 18] and s.finish == "budget" and s.answer is None
+    assert s.text.endswith("\\boxed{") and s.thoughts[-1].endswith("boxed{")
     ended = bpe.generate([bpe.chat_prompt(task.prompt(prob))], greedy=True, max_thoughts=4, max_thought_tokens=3,
                          thought_cap="end")[0][0]
     assert ended.finish == "budget" and ended.response_ids == [] and ended.thoughts == []
