@@ -272,7 +272,7 @@ class TrainConfig:
     """optimizer (AdamW) steps per rollout batch, one per mini-batch of prompts_per_step / mini_batches
     prompts, one pass over the batch (the paper: 32 prompts in mini-batches of 8: 4). Only the first
     mini-batch is on-policy: REINFORCE has no importance ratio, so later ones use samples of an older
-    policy; the lr schedule advances per optimizer step (its length is steps x mini_batches)"""
+    policy; the lr schedule advances per optimizer step (its length is steps x mini_batches x inner_epochs)"""
     micro_batch_size: int = 64
     """most sequences per forward/backward pass (gradient accumulation inside a step; exact)"""
     micro_batch_tokens: int = 2048

@@ -74,6 +74,27 @@ def test_two_gloo_processes_match_one_process(tmp_path, method):
     _same_updates(model_dir, a, b)
 
 
+@pytest.mark.slow
+def test_two_gloo_processes_with_mini_batches_match_one_process(tmp_path):
+    """Two AdamW steps per batch (``--mini_batches 2``): every rank cuts its 2 prompts into 2 mini-batches
+    of one prompt, each mini-batch's denominator is global, so 2 processes reproduce one process."""
+    torch.set_num_threads(1)
+    model_dir = save_micro(tmp_path)
+    from llm.train import train
+    extra = ("--mini_batches", "2")
+    single = train(micro_cfg(model_dir, str(tmp_path / "one"), "srpo", "--sampling_rng", "per_prompt", *extra),
+                   task=even_task())
+    mp.spawn(_worker, args=(2, _free_port(), model_dir, str(tmp_path / "two"), "srpo", extra), nprocs=2, join=True)
+    one = strip_times(json.loads(json.dumps(single)))
+    two = strip_times(_read(tmp_path / "two" / "metrics.jsonl"))
+    assert len(one) == len(two) and all(r["opt_steps"] == 2 for r in one if r["kind"] == "train")
+    for a, b in zip(one, two):
+        _close(a, b, f"step {a['step']} {a['kind']}")
+    a = torch.load(tmp_path / "one" / "checkpoints" / "step_00000004.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "two" / "checkpoints" / "step_00000004.pt", weights_only=False)["model"]
+    _same_updates(model_dir, a, b)
+
+
 def _same_updates(model_dir: str, a: dict, b: dict, rtol: float = 1e-3) -> None:
     """The two runs moved every weight tensor the same way: ``|dA - dB| <= rtol |dA|`` (Frobenius) for
     the updates ``d = final - initial``. Element-wise closeness is the wrong test after Adam steps: a

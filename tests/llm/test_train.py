@@ -302,6 +302,7 @@ def test_twenty_steps_on_the_tiny_default_improve_training_reward(method, tmp_pa
     before = reward()
     tr.run()
     after = reward()
+    print(f"\n{method}: probe reward {before:.3f} -> {after:.3f}")  # shown with -s (the README table)
     assert after > before, (method, before, after)
 
 
