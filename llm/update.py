@@ -1,8 +1,8 @@
 """One optimisation step of the trainer as functions: mini-batches, micro-batching, the loss over passes,
 clipping, AdamW, and the learning-rate schedule.
 
-A rollout batch is cut into ``mini_batches`` mini-batches of whole prompts (contiguous, in prompt
-order), and each gets one AdamW step: the paper's "32 prompts, ``ppo_mini_batch_size`` 8, one epoch" is 4
+A rollout batch is cut into ``mini_batches`` mini-batches of whole prompts (:func:`mini_batch_indices`),
+and each gets one AdamW step: the paper's "32 prompts, ``ppo_mini_batch_size`` 8, one epoch" is 4
 optimizer steps per batch. Only the first mini-batch is exactly on-policy: the REINFORCE loss has no
 importance ratio, so the later mini-batches follow the gradient of samples drawn by the policy before
 the earlier steps (as in the paper's runs); the PPO loss measures its ratio against the log-probs taken
@@ -132,19 +132,15 @@ class UpdateStats:
 
 
 def mini_batch_indices(rb, n: int) -> list[list[int]]:
-    """Sample indices of each of the ``n`` mini-batches of a rollout batch: its prompts in order, cut into
-    ``n`` contiguous runs of equal size (sizes differ by at most one prompt when they do not divide), with
-    all samples of a prompt together (a group's advantages are centred within it)."""
+    """Sample indices of each of the ``n`` mini-batches of a rollout batch: mini-batch ``j`` holds the
+    prompts at positions ``j, j + n, j + 2n, ...`` (all samples of a prompt together: a group's advantages
+    are centred within it). The step's prompts are a random draw, so this is a random split; it is strided
+    rather than contiguous so that it does not depend on how the prompts are sharded over ranks (blocks of
+    a multiple of ``n`` prompts): 2 processes reproduce one."""
     if n < 1:
         raise ValueError(f"mini_batch_indices: n must be >= 1, got {n}")
     groups = rb.prompt_groups() if hasattr(rb, "prompt_groups") else [list(range(len(rb)))]
-    q, r = divmod(len(groups), n)
-    out, a = [], 0
-    for m in range(n):
-        b = a + q + (m < r)
-        out.append([j for g in groups[a:b] for j in g])
-        a = b
-    return out
+    return [[j for g in groups[m::n] for j in g] for m in range(n)]
 
 
 @dataclass

@@ -50,16 +50,16 @@ def test_mini_batch_indices_hold_whole_prompts():
         prompt_groups = RolloutBatch.prompt_groups
 
     assert mini_batch_indices(RB(), 1) == [list(range(8))]
-    assert mini_batch_indices(RB(), 2) == [[0, 1, 2, 3, 4], [5, 6, 7]]
+    assert mini_batch_indices(RB(), 2) == [[0, 1, 5], [2, 3, 4, 6, 7]]  # prompts 0, 2 | 1, 3
     assert mini_batch_indices(RB(), 4) == [[0, 1], [2, 3, 4], [5], [6, 7]]
-    assert mini_batch_indices(RB(), 3) == [[0, 1, 2, 3, 4], [5], [6, 7]]  # 4 prompts in 3: sizes 2, 1, 1
+    assert mini_batch_indices(RB(), 3) == [[0, 1, 6, 7], [2, 3, 4], [5]]  # 4 prompts in 3: sizes 2, 1, 1
     with pytest.raises(ValueError):
         mini_batch_indices(RB(), 0)
 
 
 @pytest.mark.parametrize("method", ["grpo", "srpo"])
 def test_mini_batches_equal_sequential_single_batch_updates(model_dir, tmp_path, method):
-    """mini_batches=2 on one rollout batch = two optimizer steps, the first on the first half of the prompts,
+    """mini_batches=2 on one rollout batch = two optimizer steps, the first on half of the prompts (0, 2),
     the second on the other half (computed at the updated weights): exactly what two mini_batches=1
     updates on the halves give. So each mini-batch is one AdamW step, and only the first is on-policy."""
     tr2 = T.Trainer(micro_cfg(model_dir, str(tmp_path / "a"), method, "--mini_batches", "2"), task=even_task())
@@ -70,7 +70,7 @@ def test_mini_batches_equal_sequential_single_batch_updates(model_dir, tmp_path,
     st = tr2.update(rb)
     assert st.opt_steps == 2 and not st.skipped
     halves = mini_batch_indices(rb, 2)
-    assert [sorted({rb.prompt_index[j] for j in h}) for h in halves] == [[0, 1], [2, 3]]
+    assert [sorted({rb.prompt_index[j] for j in h}) for h in halves] == [[0, 2], [1, 3]]
     for h in halves:
         tr1.update(_sub(rb, h))
     for (name, a), b in zip(tr2.policy.model.named_parameters(), tr1.policy.model.parameters()):
