@@ -119,6 +119,7 @@ class Trainer:
         self.request = R.request(cfg, given) if cfg.resume else None
         self.cfg = cfg = self.request.cfg if self.request else cfg
         self._check_start(task)
+        self.found = self._find_checkpoint() if cfg.resume else None
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         torch.manual_seed(cfg.seed)
@@ -238,9 +239,9 @@ class Trainer:
 
         return self._on_main(write, "write a checkpoint")
 
-    def resume(self) -> None:
-        """Continue from the newest intact checkpoint (corrupt newer ones are reported by name and set
-        aside); metrics are trimmed to it. Without one the run restarts at step 0, old metrics moved aside."""
+    def _find_checkpoint(self) -> tuple:
+        """(path, state, skipped, step) of the newest intact checkpoint (step -1: none), chosen by rank 0
+        (corrupt newer ones named in a warning) and loaded by every rank."""
         cfg, info = self.cfg, self.info
         found = self._on_main(lambda: ckpt.newest_intact(self.ckpt_dir), "read the checkpoints")
         path, st, skipped = found if found is not None else (None, None, [])
@@ -253,6 +254,14 @@ class Trainer:
         if step > cfg.steps:
             raise ValueError(f"--resume: steps={cfg.steps} is below the step the run restarts from ({step}); "
                              f"a run cannot be shortened after the fact")
+        return path, st, skipped, step
+
+    def resume(self) -> None:
+        """Continue from the newest intact checkpoint (corrupt newer ones are reported by name and set
+        aside); metrics are trimmed to it. Without one the run restarts at step 0, old metrics moved aside."""
+        cfg, info = self.cfg, self.info
+        path, st, skipped, step = self.found
+        self.found = None  # the state is restored below: do not keep a second copy
         self.history = dict(event="resume" if step >= 0 else "restart", checkpoint=path.name if path else None,
                             skipped_checkpoints=[{"name": n, "reason": r} for n, r in skipped])
         if step < 0:

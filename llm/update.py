@@ -172,6 +172,8 @@ def update(policy, model, opt, sched, params, rb, cfg, info: D.DistInfo, ref_mod
             opt.zero_grad(set_to_none=True)
             st.skipped = True
             st.skip_reason = "non-finite loss" if D.all_max(bad, info) > 0 else "non-finite gradient"
+            if epoch == 0:  # no update applied: the step has no loss (logged as null, counted by the trainer)
+                st.loss = float("nan")
             break
         if epoch == 0:
             st.grad_norm = gn
