@@ -98,6 +98,8 @@ def missing(paths: list[Path]) -> list[str]:
 
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+GRACE_S = 20.0
+"""Seconds the step's processes get to exit after a forwarded signal before they are killed."""
 
 
 class Interrupted(Exception):
@@ -106,15 +108,16 @@ class Interrupted(Exception):
         self.signum = signum
 
 
-def run_step(cmd: list[str], env: dict, grace_s: float = 20.0) -> int:
+def run_step(cmd: list[str], env: dict, grace_s: float | None = None) -> int:
     """Run ``cmd`` in a new process group and wait for it. A signal in :data:`FORWARDED` received meanwhile
-    goes to the whole group (the step and everything it started); once the step has exited, members still
-    alive after ``grace_s`` seconds are killed, and :class:`Interrupted` is raised."""
+    goes to the whole group (the step and everything it started); members still alive ``grace_s`` seconds
+    later (default :data:`GRACE_S`) are killed, and :class:`Interrupted` is raised."""
+    grace = GRACE_S if grace_s is None else grace_s
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
-    got: list[int] = []
+    got: list[tuple[int, float]] = []
 
     def forward(signum, _frame):
-        got.append(signum)
+        got.append((signum, time.monotonic()))
         try:
             os.killpg(proc.pid, signum)
         except ProcessLookupError:
@@ -122,17 +125,22 @@ def run_step(cmd: list[str], env: dict, grace_s: float = 20.0) -> int:
 
     old = {s: signal.signal(s, forward) for s in FORWARDED}
     try:
-        rc = proc.wait()
+        while True:
+            try:
+                rc = proc.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                if got and time.monotonic() - got[0][1] > grace:
+                    os.killpg(proc.pid, signal.SIGKILL)
+        while got and _group_alive(proc.pid) and time.monotonic() - got[0][1] <= grace:
+            time.sleep(0.1)  # the step is gone; give what it started the rest of the grace period
     finally:
         for s, h in old.items():
             signal.signal(s, h)
     if got:
-        deadline = time.monotonic() + grace_s
-        while _group_alive(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
         if _group_alive(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
-        raise Interrupted(got[0])
+        raise Interrupted(got[0][0])
     return rc
 
 

@@ -36,7 +36,7 @@ import torch
 from . import checkpoint as ckpt
 from . import distributed as D
 from . import resume as R
-from .config import TrainConfig, command_line_request, from_dict, validate_startup
+from .config import TrainConfig, command_line_request, validate_startup
 from .hub import resolve_dtype
 from .metrics import TIME_KEYS, evaluate, train_record  # noqa: F401  (TIME_KEYS: public, used by tests)
 from .rollouts import RolloutBatch, build_rollouts
@@ -95,7 +95,7 @@ class TrainingDiverged(RuntimeError):
     """``max_skipped_steps`` consecutive updates were skipped for a non-finite loss or gradient."""
 
 
-class Trainer:
+class Trainer(R.ResumeMixin):
     """Holds the run's state; ``run()`` trains and returns the list of metric records (rank 0: all).
 
     Construction takes the run directory's lock (rank 0; released by ``run()`` or :meth:`close`), resolves
@@ -238,70 +238,6 @@ class Trainer:
                 return None
 
         return self._on_main(write, "write a checkpoint")
-
-    def _find_checkpoint(self) -> tuple:
-        """(path, state, skipped, step) of the newest intact checkpoint (step -1: none), chosen by rank 0
-        (corrupt newer ones named in a warning) and loaded by every rank."""
-        cfg, info = self.cfg, self.info
-        found = self._on_main(lambda: ckpt.newest_intact(self.ckpt_dir), "read the checkpoints")
-        path, st, skipped = found if found is not None else (None, None, [])
-        for _, why in skipped if info.is_main else []:
-            warnings.warn(f"--resume: skipped a corrupt checkpoint: {why}")
-        step = int(D.all_max(st["step"] if st is not None else -1, info))
-        if step >= 0 and not info.is_main:
-            path = ckpt.checkpoint_path(self.ckpt_dir, step)
-            st = ckpt.load_checkpoint(path, verify=False)  # rank 0 verified it
-        if step > cfg.steps:
-            raise ValueError(f"--resume: steps={cfg.steps} is below the step the run restarts from ({step}); "
-                             f"a run cannot be shortened after the fact")
-        return path, st, skipped, step
-
-    def resume(self) -> None:
-        """Continue from the newest intact checkpoint (corrupt newer ones are reported by name and set
-        aside); metrics are trimmed to it. Without one the run restarts at step 0, old metrics moved aside."""
-        cfg, info = self.cfg, self.info
-        path, st, skipped, step = self.found
-        self.found = None  # the state is restored below: do not keep a second copy
-        self.history = dict(event="resume" if step >= 0 else "restart", checkpoint=path.name if path else None,
-                            skipped_checkpoints=[{"name": n, "reason": r} for n, r in skipped])
-        if step < 0:
-            if info.is_main:
-                if not skipped and not (self.out / "config.yaml").is_file():
-                    warnings.warn(f"--resume: nothing to resume in {str(self.out)!r}; starting a new run")
-                else:
-                    warnings.warn(f"--resume: no intact checkpoint in {self.ckpt_dir}; restarting at step 0")
-                self.records, self.history["metrics"] = R.restart_metrics(self.out / "metrics.jsonl", None)
-                ckpt.set_aside(self.ckpt_dir, [n for n, _ in skipped])
-            return
-        ckpt.restore_training_state(st, self.policy.model, self.opt, self.sched, sharded=self.sharded,
-                                    lora=cfg.lora.enabled, where=f"checkpoint {path}")
-        trained = self._checkpoint_config(st)
-        if trained is not None and R.diff(trained, cfg, {n for n in R.flat(cfg) if n.startswith("optim.")} | {"steps"}):
-            R.apply_optim_settings(self.opt, self.sched, cfg)  # the optimizer state carries the old settings
-        self.step = step
-        self.elapsed0 = float(st.get("elapsed_s", 0.0))
-        self.skipped_steps = int(st.get("skipped_steps", 0))
-        self.consecutive_skipped = int(st.get("consecutive_skipped", 0))
-        changed = {n: v for n, v in R.diff(trained, cfg).items() if R.needs_override(n, trained, cfg)} if trained else {}
-        if st.get("world_size", info.world_size) != info.world_size and info.is_main:
-            warnings.warn(f"--resume: the checkpoint was written by {st['world_size']} process(es), this run has "
-                          f"{info.world_size}: sampling with rollout.sampling_rng=batched differs from here on")
-            self.history["world_size"] = [st["world_size"], info.world_size]
-        if info.is_main:
-            self.records, self.history["metrics"] = R.restart_metrics(self.out / "metrics.jsonl", step)
-            ckpt.set_aside(self.ckpt_dir, [n for n, _ in skipped])
-            self.history["checkpoint_config_differs"] = changed
-        if changed:
-            self.log({"kind": "config_change", "step": step, "changes": changed})
-
-    def _checkpoint_config(self, st: dict) -> TrainConfig | None:
-        """The config a checkpoint was trained with (None when it holds none this version can read)."""
-        try:
-            return from_dict(st["config"]) if isinstance(st.get("config"), dict) else None
-        except (ValueError, TypeError) as e:
-            if self.info.is_main:
-                warnings.warn(f"--resume: the checkpoint's config is not readable by this version ({e})")
-            return None
 
     # ---------------------------------------------------------------- logging
     def log(self, rec: dict) -> None:
