@@ -337,10 +337,12 @@ class Trainer(R.ResumeMixin):
             warnings.warn(f"step {s}: diverging: {why}; update skipped (no checkpoint of a poisoned state); "
                           f"{n} skipped in a row" + (f", the run stops at {cap}" if cap else ""))
         if cap and n >= cap:
+            last = ckpt.latest_checkpoint(self.ckpt_dir)
             msg = (f"training diverged: {n} consecutive steps ({s - n + 1}-{s}) skipped for a non-finite loss or "
-                   f"gradient (max_skipped_steps={cap}); no checkpoint was written after step {s - n}. Lower --lr, "
-                   f"check the task's rewards, or continue from the last checkpoint with --resume "
-                   f"--allow_config_change and other settings")
+                   f"gradient (max_skipped_steps={cap}); step {s} is not checkpointed, the newest checkpoint is "
+                   f"{last.name if last else 'none'} (skipped steps leave the weights unchanged). Lower --lr, "
+                   f"check the task's rewards, or continue from a checkpoint with --resume --allow_config_change "
+                   f"and other settings")
             self.log(rec)
             self.log({"kind": "stopped", "step": s, "reason": "diverged", "message": msg})
             if self.info.is_main:
