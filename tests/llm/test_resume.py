@@ -257,18 +257,26 @@ def test_torn_metrics_line_is_dropped_with_a_warning_naming_the_file(model_dir, 
     assert strip_times(read(out)) == strip_times(read(ref))
 
 
-def test_resume_without_a_checkpoint_starts_clean_and_keeps_the_old_metrics_aside(model_dir, tmp_path):
+def test_kill9_without_a_checkpoint_then_resume_starts_clean_and_keeps_the_old_metrics_aside(model_dir, tmp_path):
+    """Row 6: a run with --save_every 0 killed with -9 after step 3; --resume finds no checkpoint, moves the old
+    metrics aside (not deleted) and restarts at step 0 with the saved config: every step logged once."""
     ref = reference(model_dir, tmp_path, "--save_every", "0")
     out = tmp_path / "n"
-    with pytest.raises(_Killed):
-        _DiesAfterStep3(parse_args(args(model_dir, out, "--save_every", "0")), task=even_task()).run()
+    p = run_proc(args(model_dir, out, "--save_every", "0"))
+    wait_for(lambda: '"kind": "train", "step": 3' in ((out / "metrics.jsonl").read_text()
+                                                       if (out / "metrics.jsonl").exists() else ""), p, 300, "step 3")
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=60)
+    assert not C.list_checkpoints(out / "checkpoints")
     old = (out / "metrics.jsonl").read_text()
-    with pytest.warns(UserWarning, match="no intact checkpoint"):
-        T.train(parse_args(args(model_dir, out, "--save_every", "0", "--resume")), task=even_task())
+    r = subprocess.run([sys.executable, DRIVER, "--resume", "--out_dir", str(out)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "no intact checkpoint" in r.stderr and "moved aside to metrics.aside-1.jsonl" in r.stderr
     recs = read(out)
-    assert [(r["kind"], r["step"]) for r in recs] == [(r["kind"], r["step"]) for r in read(ref)]  # once each
+    assert [(x["kind"], x["step"]) for x in recs] == [(x["kind"], x["step"]) for x in read(ref)]  # once each
     assert strip_times(recs) == strip_times(read(ref))
-    assert (out / "metrics.aside-1.jsonl").read_text() == old  # moved aside, not deleted
+    assert (out / "metrics.aside-1.jsonl").read_text() == old
     assert history(out)[-1]["event"] == "restart" and "moved aside" in history(out)[-1]["metrics"]
 
 
