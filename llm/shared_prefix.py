@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import torch
 
 __all__ = ["SharedPrefixBatch", "group_samples", "build_batch", "shared_prefix_logprobs", "to_collate_layout",
-           "split_groups"]
+           "split_groups", "enable_gradient_checkpointing"]
 
 
 # ----------------------------------------------------------------------------- batch layout
@@ -245,10 +245,23 @@ def _checkpointed_forward(layer, *args, **kwargs):
     return checkpoint(_plain_forward, layer, *args, use_reentrant=False, **kwargs)
 
 
+def enable_gradient_checkpointing(model) -> None:
+    """Turn on Hugging Face gradient (activation) checkpointing of every decoder layer, non-reentrant
+    (``activation_checkpointing_enable`` in transformers >= 5.2x, ``gradient_checkpointing_enable``
+    before). :func:`shared_prefix_logprobs` then checkpoints the same layers itself."""
+    kw = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
+
+
 @contextlib.contextmanager
 def _own_checkpointing(model):
     """While active, decoder layers with Hugging Face gradient checkpointing enabled are checkpointed
-    by :func:`_checkpointed_forward` instead, which keeps the (pure) caches. Yields whether any was."""
+    by :func:`_checkpointed_forward` instead, which keeps the (pure) caches. Always non-reentrant (a
+    reentrant checkpoint would cut the gradient through the recorded keys/values); the model's own
+    checkpoint options (offloading, reentrancy) are not used. Yields whether any layer was wrapped."""
     try:
         from transformers.modeling_layers import GradientCheckpointingLayer
     except ImportError:  # transformers without it: checkpointing is the model's own business

@@ -93,9 +93,8 @@ def prepare(pol, lora: bool, ckpt: bool, dtype=torch.float64):
         cfg = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, init_lora_weights=False,
                          target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
         pol.model = get_peft_model(pol.model, cfg)
-    if ckpt:  # transformers 5.24 renamed it (the old name warns); older versions have only the old one
-        enable = getattr(pol.model, "activation_checkpointing_enable", None) or pol.model.gradient_checkpointing_enable
-        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if ckpt:
+        sp.enable_gradient_checkpointing(pol.model)
     pol.model.train()
     return pol
 
