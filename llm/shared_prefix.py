@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import torch
 
 __all__ = ["SharedPrefixBatch", "group_samples", "build_batch", "shared_prefix_logprobs", "to_collate_layout",
-           "split_groups", "enable_gradient_checkpointing"]
+           "plan_passes", "pass_cost", "enable_gradient_checkpointing"]
 
 
 # ----------------------------------------------------------------------------- batch layout
@@ -140,28 +140,52 @@ def group_samples(samples: list, pad_id: int) -> SharedPrefixBatch:
     return build_batch(shared, suffixes, pad_id, order)
 
 
-def split_groups(shared_lens: list[int], suffix_lens: list[list[int]], max_tokens: int) -> list[list[int]]:
-    """Group indices of each forward/backward pass: groups sorted by padded cost (longest shared part
-    first), cut so that a pass holds at most ``max_tokens`` padded tokens, counted as
-    ``G * S_max + N * R_max`` (the shared and suffix tensors of :func:`build_batch`); a group over the
-    budget gets a pass alone. Every group appears exactly once."""
+def pass_cost(shared_lens: list[int], suffix_lens: list[int]) -> int:
+    """Padded tokens of one :func:`shared_prefix_logprobs` call on rows whose groups have shared lengths
+    ``shared_lens`` (one per group) and whose suffixes have lengths ``suffix_lens`` (one per row):
+    ``G * (S_max - 1)`` in the shared pass plus ``N * (R_max + 1)`` in the suffix pass."""
+    if not shared_lens:
+        return 0
+    return len(shared_lens) * (max(shared_lens) - 1) + len(suffix_lens) * (max(suffix_lens, default=0) + 1)
+
+
+def plan_passes(samples: list, max_tokens: int) -> list[list[int]]:
+    """Sample indices of each forward/backward pass of a shared-prefix update, at most ``max_tokens``
+    padded tokens per pass (:func:`pass_cost`). Groups (same key as :func:`group_samples`) are taken
+    longest shared part first and packed greedily; a group over the budget on its own is cut into
+    chunks of rows (longest suffix first), each chunk a pass that runs the shared part again; a
+    single row over the budget gets a pass alone. Every index appears exactly once."""
     if max_tokens < 1:
         raise ValueError(f"max_tokens: expected >= 1, got {max_tokens}")
-    if len(shared_lens) != len(suffix_lens):
-        raise ValueError(f"shared_lens/suffix_lens: expected equal lengths, got {len(shared_lens)} and "
-                         f"{len(suffix_lens)}")
-    order = sorted(range(len(shared_lens)), key=lambda g: (-shared_lens[g], -max(suffix_lens[g], default=0), g))
-    out: list[list[int]] = []
-    for g in order:
-        if out:
-            cur = out[-1] + [g]
-            cost = (len(cur) * max(shared_lens[h] for h in cur)
-                    + sum(len(suffix_lens[h]) for h in cur) * max(max(suffix_lens[h], default=0) for h in cur))
-            if cost <= max_tokens:
-                out[-1] = cur
-                continue
-        out.append([g])
-    return out
+    groups: dict[tuple, list[int]] = {}
+    for j, s in enumerate(samples):
+        groups.setdefault(tuple(s.prompt_ids) + tuple(s.response_ids[:s.prefix_len]), []).append(j)
+    S = {k: len(k) for k in groups}
+    R = [len(s.response_ids) - s.prefix_len for s in samples]
+    passes: list[list[int]] = []
+    cur_S: list[int] = []
+    cur: list[int] = []
+    for key in sorted(groups, key=lambda k: (-S[k], -max(R[j] for j in groups[k]))):
+        rows = sorted(groups[key], key=lambda j: (-R[j], j))
+        if cur and pass_cost(cur_S + [S[key]], [R[j] for j in cur + rows]) <= max_tokens:
+            cur, cur_S = cur + rows, cur_S + [S[key]]
+            continue
+        if cur:
+            passes.append(cur)
+        cur, cur_S = [], []
+        if pass_cost([S[key]], [R[j] for j in rows]) <= max_tokens:
+            cur, cur_S = rows, [S[key]]
+            continue
+        chunk: list[int] = []
+        for j in rows:  # the group alone is over budget: chunks of its rows
+            if chunk and pass_cost([S[key]], [R[i] for i in chunk + [j]]) > max_tokens:
+                passes.append(chunk)
+                chunk = []
+            chunk.append(j)
+        passes.append(chunk)
+    if cur:
+        passes.append(cur)
+    return passes
 
 
 # ----------------------------------------------------------------------------- caches

@@ -244,14 +244,22 @@ def test_build_batch_rejects_bad_input():
         sp.shared_prefix_logprobs(None, {"input_ids": None})
 
 
-def test_split_groups():
-    shared, suf = [10, 50, 20, 50], [[5, 5], [30], [8, 8, 8], [1]]
-    passes = sp.split_groups(shared, suf, max_tokens=120)
-    assert sorted(g for p in passes for g in p) == [0, 1, 2, 3]
-    for p in passes:  # each pass within budget unless a single group
-        cost = len(p) * max(shared[g] for g in p) + sum(len(suf[g]) for g in p) * max(max(suf[g]) for g in p)
-        assert cost <= 120 or len(p) == 1
-    assert passes[0][0] == 1  # longest shared part first
-    assert sp.split_groups(shared, suf, max_tokens=10 ** 6) == [[1, 3, 2, 0]]
+def test_plan_passes():
+    # group A: shared 10, rows of 5, 5; B: shared 50 (prompt 40 + prefix 10), rows 30, 2; C: shared 20, rows 8 x 3
+    A = [_sample(list(range(10)), [1] * 5, 0) for _ in range(2)]
+    B = [_sample(list(range(40)), [2] * 10 + [3] * n, 10) for n in (30, 2)]
+    C = [_sample(list(range(100, 120)), [4] * 8, 0) for _ in range(3)]
+    samples = A + B + C                                  # indices: A 0-1, B 2-3, C 4-6
+    assert sp.pass_cost([50], [30, 2]) == 49 + 2 * 31
+    assert sp.plan_passes(samples, 10 ** 6) == [[2, 3, 4, 5, 6, 0, 1]]   # longest shared first, one pass
+    for budget in (1, 60, 120, 200):
+        passes = sp.plan_passes(samples, budget)
+        assert sorted(j for p in passes for j in p) == list(range(7))
+        for p in passes:
+            sb = sp.group_samples([samples[j] for j in p], 0)
+            cost = sp.pass_cost(sb.shared_len.tolist(), sb.suffix_len.tolist())
+            assert cost <= budget or len(p) == 1, (budget, p, cost)
+    # B alone costs 49 + 2 * 31 = 111 > 100: cut into rows; C + A cost 2 * 19 + 5 * 9 = 83
+    assert sp.plan_passes(samples, 100) == [[2], [3], [4, 5, 6, 0, 1]]
     with pytest.raises(ValueError):
-        sp.split_groups(shared, suf, 0)
+        sp.plan_passes(samples, 0)
