@@ -292,13 +292,20 @@ def _own_checkpointing(model):
         yield False
         return
     layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
+    # the model-level flag makes the decoder turn ``use_cache`` off under checkpointing: off while we run
+    outer = [m for m in model.modules() if not isinstance(m, GradientCheckpointingLayer)
+             and getattr(m, "gradient_checkpointing", False) is True] if layers else []
     for m in layers:
         m.forward = functools.partial(_checkpointed_forward, m)
+    for m in outer:
+        m.gradient_checkpointing = False
     try:
         yield bool(layers)
     finally:
         for m in layers:
             m.__dict__.pop("forward", None)
+        for m in outer:
+            m.gradient_checkpointing = True
 
 
 # ----------------------------------------------------------------------------- the forward

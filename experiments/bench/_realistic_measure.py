@@ -192,8 +192,15 @@ def grad_checkpointing(model, on: bool):
 
 # ----------------------------------------------------------------------------- decode-loop profile
 @contextmanager
+def _nothing():
+    yield
+
+
+@contextmanager
 def _clock_attr(obj, name: str, acc: dict, key: str, count_key: str | None = None):
-    """Accumulate the wall time of ``obj.name(...)`` calls into ``acc[key]`` while the block runs."""
+    """Accumulate the wall time of ``obj.name(...)`` calls into ``acc[key]`` while the block runs (``obj``: an
+    instance, a class or a module; restored exactly afterwards)."""
+    own = obj.__dict__.get(name, _MISSING)
     orig = getattr(obj, name)
 
     def wrapped(*a, **kw):
@@ -208,10 +215,26 @@ def _clock_attr(obj, name: str, acc: dict, key: str, count_key: str | None = Non
     try:
         yield
     finally:
-        if obj.__dict__.get(name) is wrapped:
+        if own is _MISSING:
             delattr(obj, name)
         else:
-            setattr(obj, name, orig)
+            setattr(obj, name, own)
+
+
+_MISSING = object()
+
+
+@contextmanager
+def _inside_forward(acc: dict):
+    """Clock two parts of every forward (prefill included, a small share): the KV-cache update
+    (``DynamicLayer.update``: ``torch.cat`` of the whole cache per layer and step) and the attention-mask
+    construction (``create_causal_mask`` in the Llama module)."""
+    from transformers.cache_utils import DynamicLayer
+    from transformers.models.llama import modeling_llama
+
+    with _clock_attr(DynamicLayer, "update", acc, "kv"), _clock_attr(modeling_llama, "create_causal_mask", acc,
+                                                                       "mask"):
+        yield
 
 
 def profile_ours(policy, prompts, n, kw) -> dict:
@@ -220,7 +243,7 @@ def profile_ours(policy, prompts, n, kw) -> dict:
     per-row Python loop over each step's tokens, masks, positions)."""
     from transformers import DynamicCache
 
-    acc = dict(forward=0.0, forwards=0, sample=0.0, compact=0.0, make_samples=0.0)
+    acc = dict(forward=0.0, forwards=0, sample=0.0, compact=0.0, make_samples=0.0, kv=0.0, mask=0.0)
     _ = policy._cache_kw  # resolve the cache keyword before the forward is wrapped
     model = policy.model
     orig_fwd = model.forward
@@ -240,7 +263,7 @@ def profile_ours(policy, prompts, n, kw) -> dict:
     try:
         with _clock_attr(policy, "_sample_next", acc, "sample"), \
                 _clock_attr(DynamicCache, "batch_select_indices", acc, "compact"), \
-                _clock_attr(policy, "_make_sample", acc, "make_samples"):
+                _clock_attr(policy, "_make_sample", acc, "make_samples"), _inside_forward(acc):
             t0 = time.perf_counter()
             out = policy.generate(prompts, n=n, **kw)
             sync(policy.device)
@@ -254,6 +277,7 @@ def profile_ours(policy, prompts, n, kw) -> dict:
     return {"seconds": total, "tokens": tokens, "decode_steps": steps, "prefill_s": first["prefill"],
             "make_samples_s": acc["make_samples"], "ms_per_step": per(decode),
             "ms_forward_per_step": per(acc["forward"] - first["prefill"]), "ms_sample_per_step": per(acc["sample"]),
+            "ms_kv_update_per_step": per(acc["kv"]), "ms_mask_per_step": per(acc["mask"]),
             "ms_compact_per_step": per(acc["compact"]),
             "ms_other_per_step": per(decode - (acc["forward"] - first["prefill"]) - acc["sample"] - acc["compact"]),
             "ms_overhead_per_step": per(decode - (acc["forward"] - first["prefill"]))}
@@ -266,7 +290,7 @@ def hf_generate(policy, prompts, n, *, max_new: int, temperature: float, top_p: 
     tok.padding_side = "left"
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=True).to(policy.device)
     model = policy.model
-    acc = dict(forward=0.0, forwards=0)
+    acc = dict(forward=0.0, forwards=0, kv=0.0, mask=0.0)
     extra = {"cache_implementation": "static"} if static else {}
     torch.manual_seed(seed)
     model.eval()
@@ -288,7 +312,8 @@ def hf_generate(policy, prompts, n, *, max_new: int, temperature: float, top_p: 
                 acc["forwards"] += 1
         model.forward = fwd
     try:
-        dt, out, pk = measured(run, policy.device)
+        with (_inside_forward(acc) if profile else _nothing()):
+            dt, out, pk = measured(run, policy.device)
     finally:
         if profile:
             del model.forward
@@ -300,5 +325,7 @@ def hf_generate(policy, prompts, n, *, max_new: int, temperature: float, top_p: 
         res.update(decode_steps=acc["forwards"] - 1, ms_forward_per_step=1e3 * acc["forward"] / acc["forwards"],
                    ms_per_step=1e3 * dt / acc["forwards"],
                    ms_overhead_per_step=1e3 * (dt - acc["forward"]) / acc["forwards"], forward_s=acc["forward"],
+                   ms_kv_update_per_step=1e3 * acc["kv"] / acc["forwards"],
+                   ms_mask_per_step=1e3 * acc["mask"] / acc["forwards"],
                    steps_note=f"{steps} decode steps + 1 prefill")
     return res

@@ -301,12 +301,14 @@ def table(res: dict) -> str:
         if s.get(k) is not None:
             L.append(f"{k}: {s[k]:.2f}")
     p, g = res["decode_profile"]["ours"], res["decode_profile"]["model.generate"]
-    L += ["", "| decode loop (ms per step) | total | model forward | sampling | cache compaction | rest |",
-          "|---|---|---|---|---|---|",
+    L += ["", "| decode loop (ms per step) | total | model forward | (of which KV cat) | (of which mask) | sampling "
+          "| cache compaction | rest of the loop |", "|---|---|---|---|---|---|---|---|",
           f"| ours ({p['decode_steps']} steps) | {p['ms_per_step']:.2f} | {p['ms_forward_per_step']:.2f} | "
+          f"{p['ms_kv_update_per_step']:.2f} | {p['ms_mask_per_step']:.2f} | "
           f"{p['ms_sample_per_step']:.2f} | {p['ms_compact_per_step']:.2f} | {p['ms_other_per_step']:.2f} |",
           f"| model.generate ({g['decode_steps']} steps) | {g['ms_per_step']:.2f} | {g['ms_forward_per_step']:.2f} |"
-          f" | | {g['ms_overhead_per_step']:.2f} (all but the forward) |"]
+          f" {g['ms_kv_update_per_step']:.2f} | {g['ms_mask_per_step']:.2f} | {g['ms_overhead_per_step']:.2f} "
+          "(all but the forward) | | |"]
     return "\n".join(L)
 
 
