@@ -164,10 +164,12 @@ def flat(rec: dict) -> dict:
                 out[f"{m}_{name}_peak"] = v["peak_bytes"]
         for mode, u in rec[m]["update"].items():
             out[f"{m}_update_{mode}_s"], out[f"{m}_update_{mode}_peak"] = u["seconds"], u["peak_bytes"]
+            out[f"{m}_update_{mode}_delta"] = u["delta_bytes"]
             out[f"{m}_update_{mode}_tokens"] = u["trained_tokens"]
             out[f"{m}_update_{mode}_padded"] = u["padded_tokens"]
         for mode, u in rec[m].get("update_reset_groups", {}).items():
             out[f"{m}_reset_update_{mode}_s"], out[f"{m}_reset_update_{mode}_peak"] = u["seconds"], u["peak_bytes"]
+            out[f"{m}_reset_update_{mode}_delta"] = u["delta_bytes"]
             out[f"{m}_reset_update_{mode}_tokens"] = u["trained_tokens"]
         gen = sum(v["seconds"] for v in ph.values())
         out[f"{m}_generated_tokens"] = sum(v["tokens"] for v in ph.values())
@@ -246,6 +248,7 @@ def run(a) -> dict:
     prompts = [task.prompt(p) for p in probs[:size.prompts]]
     close = pol.encode(pol.fmt.answer_close)
     profile = {"ours": M.profile_ours(pol, prompts, 8, prof_kw),
+               "ours_top_p_1": M.profile_ours(pol, prompts, 8, {**prof_kw, "top_p": 1.0}),
                "model.generate": M.hf_generate(pol, prompts, 8, max_new=size.response_tokens + 16, temperature=0.7,
                                                top_p=0.95, stop_ids=sorted(pol.eos_ids) + close[-1:], seed=1,
                                                profile=True)}
@@ -262,19 +265,21 @@ def run(a) -> dict:
 def table(res: dict) -> str:
     s, w = res["summary"], res["workload"]
     mb = lambda k: f"{s[k] / 2 ** 20:,.0f}" if s.get(k) else ""  # noqa: E731
+    dmb = lambda k: f" (+{s[k] / 2 ** 20:,.0f})" if s.get(k) is not None else ""  # noqa: E731
     L = [f"{w['params'] / 1e6:.1f}M-parameter Llama, vocabulary {w['tokenizer_vocab']}, {w['prompts']} prompts x 8, "
          f"prompt {w['prompt_tokens']} + response {w['thoughts']} x {w['thought_tokens']} tokens; "
          f"{res['machine']['torch_threads']} threads on {res['machine']['device']}, load average "
          f"{res['machine']['load_avg_start'][0]:.1f} -> {res['machine']['load_avg_end'][0]:.1f}; medians of "
          f"{max(1, res['config']['rounds'])} rounds", "",
-         "| phase | contender | s | tokens | tokens/s | peak MB |", "|---|---|---|---|---|---|"]
+         "| phase | contender | s | tokens | tokens/s | peak MB (+ over its start) |", "|---|---|---|---|---|---|"]
 
     def row(phase, who, key, tok_key=None):
         if s.get(f"{key}_s") is None:
             return
         tok = s.get(tok_key or f"{key}_tokens")
         tps = f"{tok / s[key + '_s']:,.0f}" if tok else ""
-        L.append(f"| {phase} | {who} | {s[key + '_s']:.2f} | {tok or '':,} | {tps} | {mb(key + '_peak')} |"
+        L.append(f"| {phase} | {who} | {s[key + '_s']:.2f} | {tok or '':,} | {tps} | {mb(key + '_peak')}"
+                 f"{dmb(key + '_delta')} |"
                  .replace("| None |", "| |"))
     row("GRPO generation", "ours (Policy.generate)", "grpo_generation")
     row("GRPO generation", "model.generate (dynamic cache)", "generate_dynamic")
@@ -300,12 +305,15 @@ def table(res: dict) -> str:
               "ckpt_time_naive", "srpo_over_grpo_step", "ours_grpo_naive_over_trl"):
         if s.get(k) is not None:
             L.append(f"{k}: {s[k]:.2f}")
-    p, g = res["decode_profile"]["ours"], res["decode_profile"]["model.generate"]
+    p, g, p1 = (res["decode_profile"][k] for k in ("ours", "model.generate", "ours_top_p_1"))
     L += ["", "| decode loop (ms per step) | total | model forward | (of which KV cat) | (of which mask) | sampling "
           "| cache compaction | rest of the loop |", "|---|---|---|---|---|---|---|---|",
           f"| ours ({p['decode_steps']} steps) | {p['ms_per_step']:.2f} | {p['ms_forward_per_step']:.2f} | "
           f"{p['ms_kv_update_per_step']:.2f} | {p['ms_mask_per_step']:.2f} | "
           f"{p['ms_sample_per_step']:.2f} | {p['ms_compact_per_step']:.2f} | {p['ms_other_per_step']:.2f} |",
+          f"| ours, top-p 1.0 ({p1['decode_steps']} steps) | {p1['ms_per_step']:.2f} | {p1['ms_forward_per_step']:.2f} | "
+          f"{p1['ms_kv_update_per_step']:.2f} | {p1['ms_mask_per_step']:.2f} | "
+          f"{p1['ms_sample_per_step']:.2f} | {p1['ms_compact_per_step']:.2f} | {p1['ms_other_per_step']:.2f} |",
           f"| model.generate ({g['decode_steps']} steps) | {g['ms_per_step']:.2f} | {g['ms_forward_per_step']:.2f} |"
           f" {g['ms_kv_update_per_step']:.2f} | {g['ms_mask_per_step']:.2f} | {g['ms_overhead_per_step']:.2f} "
           "(all but the forward) | | |"]
