@@ -28,6 +28,11 @@ the prefix pass records the layer's keys/values (a replay records the same ones 
 pass reads the recorded ones and stores nothing. Requires a model whose attention layers read a
 standard ``DynamicCache`` (Llama, Qwen2, Mistral, ... in transformers >= 4.56).
 
+Distributed: works under DDP (tested in one gloo process, with and without checkpointing: two forwards
+before one backward are fine for DDP's reducer). Not under FSDP2: a layer receives gradient through
+the keys/values it recorded, not through its output, which FSDP2's backward hooks do not see (raises
+``ValueError``); :mod:`llm.shared_prefix_packed` is the one-forward alternative that FSDP2 accepts.
+
 Shape letters: G groups, N rows (samples), S shared length (right padded), R suffix length (right
 padded), V vocabulary.
 """
@@ -308,6 +313,16 @@ def _own_checkpointing(model):
             m.gradient_checkpointing = True
 
 
+def _reject_fsdp(model) -> None:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return
+    if torch.is_grad_enabled() and any(isinstance(m, FSDPModule) for m in model.modules()):
+        raise ValueError("model: FSDP2-sharded; the cache path sends gradient into layers through their recorded "
+                         "keys/values, which FSDP2 does not support. Use llm.shared_prefix_packed.packed_logprobs")
+
+
 # ----------------------------------------------------------------------------- the forward
 def _suffix_logprobs(logits: torch.Tensor, targets: torch.Tensor, with_entropy: bool):
     """``log softmax(logits)[targets]`` in float32 (float64 logits stay float64) and (optionally, detached)
@@ -342,6 +357,7 @@ def shared_prefix_logprobs(model, batch: SharedPrefixBatch, *, with_entropy: boo
     """
     if not isinstance(batch, SharedPrefixBatch):
         raise TypeError(f"batch: expected a SharedPrefixBatch, got {type(batch).__name__}")
+    _reject_fsdp(model)
     kw = _cache_kwarg(model)
     N, R = batch.suffix_ids.shape
     rows = batch.group_of                                                           # (N,)

@@ -6,7 +6,8 @@ the step's samples cut into passes of at most ``max_tokens`` padded tokens, ``lo
 (REINFORCE, ``seq-mean-token-mean`` over the whole step: the global denominator), backward per pass,
 gradient clipping at 1.0, one AdamW step. ``naive`` is today's forward (``Policy.collate`` ->
 ``model(...).logits`` -> ``losses.token_logprobs``, passes as ``llm.train.micro_batches`` cuts them);
-``shared`` is ``llm.shared_prefix`` (passes from ``plan_passes``); ``packed`` is ``_packed``.
+``shared`` is ``llm.shared_prefix`` (passes from ``plan_passes``); ``packed`` is
+``llm.shared_prefix_packed`` (same passes).
 """
 from __future__ import annotations
 
@@ -20,8 +21,7 @@ import torch
 
 from llm import shared_prefix as sp
 from llm.losses import policy_loss, token_logprobs
-
-from _packed import packed_logprobs
+from llm.shared_prefix_packed import packed_logprobs
 
 
 # ----------------------------------------------------------------------------- clocks and memory

@@ -1,6 +1,5 @@
 """The realistic-shape benchmark (``experiments/bench/realistic.py``): its ``--quick`` mode runs end to end,
-the scripted workload has the structure it claims, and the packed contender computes the same
-log-probs as ``llm.shared_prefix``."""
+the scripted workload has the structure it claims, and the update variants compute the same loss."""
 import json
 import sys
 from pathlib import Path
@@ -13,9 +12,7 @@ sys.path.insert(0, str(BENCH))
 import _realistic_measure as M  # noqa: E402
 import _realistic_setup as W  # noqa: E402
 import realistic  # noqa: E402
-from _packed import packed_logprobs  # noqa: E402
 
-from llm import shared_prefix as sp  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -74,22 +71,6 @@ def test_script_forces_the_chain_structure(quick_workload):
     plain = pol.model(input_ids=ids).logits.detach()
     assert torch.equal(biased[0, :-1], plain[0, :-1])  # prompt positions are never biased
     assert not torch.equal(biased[0, -1], plain[0, -1])  # the first response slot is
-
-
-def test_packed_equals_shared_prefix():
-    from llm.policy import Sample
-    from llm.tiny import micro_policy
-
-    micro = micro_policy(seed=0)
-    micro.model.double().train()
-    mk = lambda p, r, k: Sample(p, r, k, "", [], [], None, "answer")  # noqa: E731
-    samples = [mk([5, 6, 7, 8], [9, 10, 11], 0), mk([5, 6, 7, 8], [12], 0), mk([20, 21], [22, 23, 24, 25], 1),
-               mk([20, 21], [22, 26], 1), mk([30], [], 0)]
-    sb = sp.group_samples(samples, micro.pad_id)
-    lp_s, ent_s = sp.shared_prefix_logprobs(micro.model, sb, with_entropy=True)
-    lp_p, ent_p = packed_logprobs(micro.model, sb, with_entropy=True)
-    torch.testing.assert_close(lp_p, lp_s, rtol=1e-6, atol=1e-7)  # HF's RMSNorm computes in float32
-    torch.testing.assert_close(ent_p, ent_s, rtol=1e-6, atol=1e-7)
 
 
 def test_naive_passes_rule():

@@ -13,6 +13,7 @@ import torch
 
 from llm import shared_prefix as sp
 from llm.losses import policy_loss, token_logprobs
+from llm.shared_prefix_packed import packed_layout, packed_logprobs
 from llm.policy import Sample
 
 TOL = dict(rtol=1e-12, atol=1e-13)  # float64 throughout
@@ -75,9 +76,12 @@ def naive(pol, samples, adv):
     return logp, ent, mask, policy_loss(logp, adv, mask, agg="seq-mean-token-mean").loss
 
 
-def shared(pol, samples, adv):
+FORWARDS = {"cache": sp.shared_prefix_logprobs, "packed": packed_logprobs}
+
+
+def shared(pol, samples, adv, forward="cache"):
     sb = sp.group_samples(samples, pol.pad_id)
-    logp, ent = sp.shared_prefix_logprobs(pol.model, sb, with_entropy=True)
+    logp, ent = FORWARDS[forward](pol.model, sb, with_entropy=True)
     loss = policy_loss(logp, adv[sb.order], sb.suffix_mask, agg="seq-mean-token-mean").loss
     return sb, logp, ent, loss
 
@@ -99,14 +103,14 @@ def prepare(pol, lora: bool, ckpt: bool, dtype=torch.float64):
     return pol
 
 
-def check_equal(pol, samples, tol=TOL, grad_rel=GRAD_REL):
+def check_equal(pol, samples, tol=TOL, grad_rel=GRAD_REL, forward="cache"):
     adv = torch.randn(len(samples), dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     pol.model.zero_grad(set_to_none=True)
     lp_n, ent_n, mask_n, loss_n = naive(pol, samples, adv)
     loss_n.backward()
     g_n = grads(pol.model)
     pol.model.zero_grad(set_to_none=True)
-    sb, lp_s, ent_s, loss_s = shared(pol, samples, adv)
+    sb, lp_s, ent_s, loss_s = shared(pol, samples, adv, forward)
     loss_s.backward()
     g_s = grads(pol.model)
     # masks: exactly today's trainable tokens, in the collate layout of the grouped row order
@@ -125,18 +129,20 @@ def check_equal(pol, samples, tol=TOL, grad_rel=GRAD_REL):
     return sb
 
 
+@pytest.mark.parametrize("forward", ["cache", "packed"])
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
 @pytest.mark.parametrize("ckpt", [False, True], ids=["plain", "grad_ckpt"])
-def test_equals_naive_forward_micro(micro, lora, ckpt):
+def test_equals_naive_forward_micro(micro, lora, ckpt, forward):
     pol = prepare(micro, lora, ckpt)
-    sb = check_equal(pol, make_samples(len(pol.tokenizer)))
+    sb = check_equal(pol, make_samples(len(pol.tokenizer)), forward=forward)
     assert len(sb.shared_ids) == 3 and len(sb) == 7
     assert sb.shared_len.tolist() == [7, 9, 10]  # fresh: prompt of 7; reset: 4 + 5 prefix tokens; fresh: 10
 
 
-def test_equals_naive_forward_unpadded(micro):
+@pytest.mark.parametrize("forward", ["cache", "packed"])
+def test_equals_naive_forward_unpadded(micro, forward):
     pol = prepare(micro, lora=False, ckpt=False)
-    sb = check_equal(pol, make_samples(len(pol.tokenizer), padded=False))
+    sb = check_equal(pol, make_samples(len(pol.tokenizer), padded=False), forward=forward)
     assert bool(sb.shared_mask.all()) and bool((sb.suffix_mask > 0).all())
 
 
@@ -156,6 +162,7 @@ def test_equals_naive_forward_32k_vocab():
     for ckpt in (False, True):
         prepare(pol, lora=False, ckpt=ckpt)
         check_equal(pol, make_samples(V, seed=3))
+    check_equal(pol, make_samples(V, seed=3), forward="packed")
 
 
 @pytest.mark.parametrize("ckpt", [False, True], ids=["plain", "grad_ckpt"])
@@ -165,16 +172,18 @@ def test_float32_and_eager_attention(micro, ckpt, monkeypatch):
     monkeypatch.undo()
     pol = prepare(micro, lora=False, ckpt=ckpt, dtype=torch.float32)
     samples = make_samples(len(pol.tokenizer), seed=5)
-    check_equal(pol, samples, tol=dict(rtol=1e-5, atol=1e-5), grad_rel=1e-5)
-    pol.model.config._attn_implementation = "eager"
-    check_equal(pol, samples, tol=dict(rtol=1e-5, atol=1e-5), grad_rel=1e-5)
+    for attn in ("sdpa", "eager"):
+        pol.model.config._attn_implementation = attn
+        for forward in ("cache", "packed"):
+            check_equal(pol, samples, tol=dict(rtol=1e-5, atol=1e-5), grad_rel=1e-5, forward=forward)
 
 
-def test_only_empty_suffixes(micro):
+@pytest.mark.parametrize("forward", ["cache", "packed"])
+def test_only_empty_suffixes(micro, forward):
     """Nothing to train on: shapes (N, 0), a zero loss that still back-propagates."""
     pol = prepare(micro, lora=False, ckpt=False)
     sb = sp.group_samples([_sample([3, 4, 5], [], 0), _sample([6], [], 0)], pol.pad_id)
-    lp, ent = sp.shared_prefix_logprobs(pol.model, sb, with_entropy=True)
+    lp, ent = FORWARDS[forward](pol.model, sb, with_entropy=True)
     assert lp.shape == (2, 0) and ent.shape == (2, 0)
     loss = policy_loss(lp, torch.ones(2, dtype=lp.dtype), sb.suffix_mask.to(lp.dtype)).loss
     loss.backward()
@@ -263,3 +272,65 @@ def test_plan_passes():
     assert sp.plan_passes(samples, 100) == [[2], [3], [4, 5, 6, 0, 1]]
     with pytest.raises(ValueError):
         sp.plan_passes(samples, 0)
+
+
+def test_packed_layout():
+    s = [_sample([1, 2], [3, 4, 5], 1), _sample([1, 2], [3, 7], 1), _sample([9], [8], 0)]
+    sb = sp.group_samples(s, pad_id=0)                   # groups: [1, 2, 3] (rows 0, 1), [9] (row 2)
+    ids, pos, seg, pred = packed_layout(sb)
+    assert ids.tolist() == [[1, 2, 3, 4, 5, 7], [9, 8, 0, 0, 0, 0]]
+    assert pos.tolist() == [[0, 1, 2, 3, 4, 3], [0, 1, 0, 0, 0, 0]]
+    assert seg.tolist() == [[0, 0, 0, 1, 1, 2], [0, 3, -1, -1, -1, -1]]
+    assert pred.tolist() == [[2, 3], [2, 0], [0, 0]]  # row 1's only token is predicted by the shared part's end
+
+
+def _one_process_group():
+    import socket
+
+    import torch.distributed as dist
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        port = so.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+
+
+@pytest.mark.parametrize("ckpt", [False, True], ids=["plain", "grad_ckpt"])
+def test_under_ddp_and_fsdp2(micro, ckpt):
+    """One gloo process: DDP with the cache path and FSDP2 with the packed path give the gradients of
+    the bare model (float32, HF's own RMSNorm); the cache path refuses FSDP2."""
+    import copy
+
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    pol = prepare(micro, lora=False, ckpt=ckpt, dtype=torch.float32)
+    samples = make_samples(len(pol.tokenizer))
+    sb = sp.group_samples(samples, pol.pad_id)
+    w = torch.linspace(-1, 1, sb.suffix_ids.shape[1])
+
+    def grads_of(model, fn):
+        model.zero_grad(set_to_none=True)
+        (fn(model, sb)[0] * w).sum().backward()
+        return {n: (p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad).clone()
+                for n, p in model.named_parameters()}
+    ref = grads_of(copy.deepcopy(pol.model), sp.shared_prefix_logprobs)
+    _one_process_group()
+    try:
+        ddp = DDP(copy.deepcopy(pol.model))
+        for _ in range(2):  # twice: the reducer must be ready for the next iteration
+            g = grads_of(ddp, sp.shared_prefix_logprobs)
+        for n in ref:
+            torch.testing.assert_close(g["module." + n], ref[n], rtol=1e-5, atol=1e-6)
+        fs = copy.deepcopy(pol.model)
+        for layer in fs.model.layers:
+            fully_shard(layer)
+        fully_shard(fs)
+        with pytest.raises(ValueError, match="FSDP2"):
+            sp.shared_prefix_logprobs(fs, sb)
+        for _ in range(2):
+            g = grads_of(fs, packed_logprobs)
+        for n in ref:
+            torch.testing.assert_close(g[n], ref[n], rtol=1e-5, atol=1e-6)
+    finally:
+        dist.destroy_process_group()
