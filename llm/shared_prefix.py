@@ -3,10 +3,12 @@
 A step's samples come in groups that begin with the same tokens: the ``n`` fresh chains of a prompt
 share the prompt, the ``k`` continuations of a reset share prompt + given prefix. The naive update
 (``Policy.collate`` + one padded forward) runs those shared tokens once per sample. Here a group's
-shared part is prefilled once (``model(..., use_cache=True)`` under grad), its keys/values are fanned
-out to the group's rows (``index_select``: the backward sums the rows' gradients into the shared
-part), and the suffixes run against them with explicit positions and a padding mask over
-shared + suffix. Logits are computed only where a trainable token is predicted.
+shared part, all but its last token, is prefilled once (``model(..., use_cache=True)`` under grad);
+its keys/values are fanned out to the group's rows (``index_select``: the backward sums the rows'
+gradients into the shared part); each row then runs the last shared token and its suffix against
+them, with explicit positions and a padding mask over shared + suffix (the last shared token, one per
+row, keeps every prefill row non-empty and its logits predict the first suffix token). Logits are
+computed only where a trainable token is predicted. Measurements: ``docs/benchmarks.md``.
 
 For row ``i`` of group ``g = group_of[i]`` with shared tokens ``x_g`` (length ``S_g``) and suffix
 ``y_i`` (length ``R_i``)::
