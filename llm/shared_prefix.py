@@ -156,14 +156,19 @@ def pass_cost(shared_lens: list[int], suffix_lens: list[int]) -> int:
     return len(shared_lens) * (max(shared_lens) - 1) + len(suffix_lens) * (max(suffix_lens, default=0) + 1)
 
 
-def plan_passes(samples: list, max_tokens: int) -> list[list[int]]:
+def plan_passes(samples: list, max_tokens: int, *, max_waste: float = 0.25) -> list[list[int]]:
     """Sample indices of each forward/backward pass of a shared-prefix update, at most ``max_tokens``
     padded tokens per pass (:func:`pass_cost`). Groups (same key as :func:`group_samples`) are taken
-    longest shared part first and packed greedily; a group over the budget on its own is cut into
-    chunks of rows (longest suffix first), each chunk a pass that runs the shared part again; a
-    single row over the budget gets a pass alone. Every index appears exactly once."""
+    longest suffix first (then longest shared part) and packed greedily; a group joins the current pass
+    only if the pass stays within budget and padding grows the cost by at most ``max_waste`` over
+    running the two apart (a reset group's short continuations are not padded to a fresh group's long
+    chains). A group over the budget on its own is cut into chunks of rows (longest suffix first),
+    each chunk a pass that runs the shared part again; a single row over the budget gets a pass alone.
+    Every index appears exactly once."""
     if max_tokens < 1:
         raise ValueError(f"max_tokens: expected >= 1, got {max_tokens}")
+    if max_waste < 0:
+        raise ValueError(f"max_waste: expected >= 0, got {max_waste}")
     groups: dict[tuple, list[int]] = {}
     for j, s in enumerate(samples):
         groups.setdefault(tuple(s.prompt_ids) + tuple(s.response_ids[:s.prefix_len]), []).append(j)
@@ -172,15 +177,17 @@ def plan_passes(samples: list, max_tokens: int) -> list[list[int]]:
     passes: list[list[int]] = []
     cur_S: list[int] = []
     cur: list[int] = []
-    for key in sorted(groups, key=lambda k: (-S[k], -max(R[j] for j in groups[k]))):
+    for key in sorted(groups, key=lambda k: (-max(R[j] for j in groups[k]), -S[k])):
         rows = sorted(groups[key], key=lambda j: (-R[j], j))
-        if cur and pass_cost(cur_S + [S[key]], [R[j] for j in cur + rows]) <= max_tokens:
-            cur, cur_S = cur + rows, cur_S + [S[key]]
-            continue
+        alone = pass_cost([S[key]], [R[j] for j in rows])
         if cur:
+            merged = pass_cost(cur_S + [S[key]], [R[j] for j in cur + rows])
+            if merged <= max_tokens and merged <= (1 + max_waste) * (pass_cost(cur_S, [R[j] for j in cur]) + alone):
+                cur, cur_S = cur + rows, cur_S + [S[key]]
+                continue
             passes.append(cur)
         cur, cur_S = [], []
-        if pass_cost([S[key]], [R[j] for j in rows]) <= max_tokens:
+        if alone <= max_tokens:
             cur, cur_S = rows, [S[key]]
             continue
         chunk: list[int] = []

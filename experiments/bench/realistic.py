@@ -8,7 +8,9 @@ parameters) with a 32k byte-level BPE vocabulary trained locally, prompts of exa
 thought ends with a sampled boxed digit); SRPO localizes the last thought, so each reset group shares
 prompt + 3 thoughts (448 tokens) and its 4 continuations re-write the last 64. Sampling at temperature
 0.7, top-p 0.95 (the paper's settings); the update is REINFORCE with ``seq-mean-token-mean``,
-passes of at most ``--max_tokens`` padded tokens, one AdamW step (``_realistic_measure.update``).
+passes of at most ``--max_tokens`` padded tokens (shared prefix: ``plan_passes``, which keeps a reset
+group's 64-token continuations out of a pass with 256-token chains), one AdamW step
+(``_realistic_measure.update``).
 
 One run, interleaved rounds; round 0 warms up and is not counted. Each round: TRL's step (``--trl``:
 one ``GRPOTrainer`` whose callbacks time each step and then run our round), our GRPO step (generation,
@@ -16,7 +18,8 @@ then the update on the same rollouts: naive, shared prefix, packed, naive and sh
 checkpointing), our SRPO step (generation, localization, continuations; update naive and shared on the
 whole batch, and naive / shared / packed on its reset groups alone), ``model.generate`` on the GRPO
 generation work (dynamic and static cache). Then one profile of the decode loop (ours and generate).
-Medians over rounds; ratios are medians of the per-round ratios (paired). Peak memory: resident set
+Medians over rounds; ratios are medians of the per-round ratios (paired). ``model.generate`` runs right
+after our GRPO generation, on the same prompts. Peak memory: resident set
 size (CPU, sampled every 2 ms after ``malloc_trim``) or ``torch.cuda.max_memory_allocated``.
 
 Targets (issue 18), decided before the run (``verdicts``): our GRPO step <= 0.67x TRL's; shared-prefix
@@ -69,8 +72,8 @@ def timed_update(pol, opt, samples, adv, mode, a, ckpt=False) -> dict:
     return {"seconds": dt, "peak_bytes": pk.peak, "delta_bytes": pk.delta, **info}
 
 
-def ours_step(pol, task, probs, method, size, a, r, opt) -> dict:
-    """Rollouts by phase (``TimedPolicy``) and the updates on them."""
+def ours_step(pol, task, probs, method, size, a, r, opt, between=None) -> dict:
+    """Rollouts by phase (``TimedPolicy``), then ``between()`` (if given), then the updates on them."""
     tp = M.TimedPolicy(pol)
     t0 = time.perf_counter()
     rb = build_rollouts(tp, task, probs, rollout_cfg(method, size, a), seed=_mix(a.seed, 17, r),
@@ -78,6 +81,8 @@ def ours_step(pol, task, probs, method, size, a, r, opt) -> dict:
     rec = {"rollout_s": time.perf_counter() - t0, "phases": tp.phases, "samples": len(rb),
            "trained_tokens": sum(len(s.response_ids) - s.prefix_len for s in rb.samples),
            "reward": float(rb.rewards.mean()), "reset_steps": rb.stats.get("reset_steps", [])}
+    if between is not None:
+        rec["between"] = between()
     modes = [("naive", False), ("shared", False)]
     if method == "grpo":
         modes += [("packed", False), ("naive", True), ("shared", True)]
@@ -228,9 +233,11 @@ def run(a) -> dict:
 
     def one_round(r: int, trl_rec=None):
         pr = probs[r * size.prompts:(r + 1) * size.prompts]
-        rec = {"round": r, "trl": trl_rec, "grpo": ours_step(pol, task, pr, "grpo", size, a, r, opt),
-               "srpo": ours_step(pol, task, pr, "srpo", size, a, r, opt),
-               "generate": generate_round(pol, task, pr, size, a, r)}
+        # model.generate right after our GRPO generation (the paired sampler comparison), then our updates
+        grpo = ours_step(pol, task, pr, "grpo", size, a, r, opt, between=lambda: generate_round(pol, task, pr, size,
+                                                                                                  a, r))
+        rec = {"round": r, "trl": trl_rec, "grpo": grpo, "generate": grpo.pop("between"),
+               "srpo": ours_step(pol, task, pr, "srpo", size, a, r, opt)}
         rounds.append(rec)
         f = flat(rec)
         print(f"round {r}: GRPO step {f['grpo_step_shared_s']:.2f} s (naive update {f['grpo_step_naive_s']:.2f} s)"
@@ -277,10 +284,8 @@ def table(res: dict) -> str:
         if s.get(f"{key}_s") is None:
             return
         tok = s.get(tok_key or f"{key}_tokens")
-        tps = f"{tok / s[key + '_s']:,.0f}" if tok else ""
-        L.append(f"| {phase} | {who} | {s[key + '_s']:.2f} | {tok or '':,} | {tps} | {mb(key + '_peak')}"
-                 f"{dmb(key + '_delta')} |"
-                 .replace("| None |", "| |"))
+        tps, ntok = (f"{tok / s[key + '_s']:,.0f}", f"{tok:,.0f}") if tok else ("", "")
+        L.append(f"| {phase} | {who} | {s[key + '_s']:.2f} | {ntok} | {tps} | {mb(key + '_peak')}{dmb(key + '_delta')} |")
     row("GRPO generation", "ours (Policy.generate)", "grpo_generation")
     row("GRPO generation", "model.generate (dynamic cache)", "generate_dynamic")
     row("GRPO generation", "model.generate (static cache)", "generate_static")
@@ -311,7 +316,8 @@ def table(res: dict) -> str:
           f"| ours ({p['decode_steps']} steps) | {p['ms_per_step']:.2f} | {p['ms_forward_per_step']:.2f} | "
           f"{p['ms_kv_update_per_step']:.2f} | {p['ms_mask_per_step']:.2f} | "
           f"{p['ms_sample_per_step']:.2f} | {p['ms_compact_per_step']:.2f} | {p['ms_other_per_step']:.2f} |",
-          f"| ours, top-p 1.0 ({p1['decode_steps']} steps) | {p1['ms_per_step']:.2f} | {p1['ms_forward_per_step']:.2f} | "
+          f"| ours, top-p 1.0 ({p1['decode_steps']} steps) | {p1['ms_per_step']:.2f} | "
+          f"{p1['ms_forward_per_step']:.2f} | "
           f"{p1['ms_kv_update_per_step']:.2f} | {p1['ms_mask_per_step']:.2f} | "
           f"{p1['ms_sample_per_step']:.2f} | {p1['ms_compact_per_step']:.2f} | {p1['ms_other_per_step']:.2f} |",
           f"| model.generate ({g['decode_steps']} steps) | {g['ms_per_step']:.2f} | {g['ms_forward_per_step']:.2f} |"
