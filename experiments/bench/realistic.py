@@ -285,7 +285,8 @@ def table(res: dict) -> str:
             return
         tok = s.get(tok_key or f"{key}_tokens")
         tps, ntok = (f"{tok / s[key + '_s']:,.0f}", f"{tok:,.0f}") if tok else ("", "")
-        L.append(f"| {phase} | {who} | {s[key + '_s']:.2f} | {ntok} | {tps} | {mb(key + '_peak')}{dmb(key + '_delta')} |")
+        mem = mb(key + "_peak") + dmb(key + "_delta")
+        L.append(f"| {phase} | {who} | {s[key + '_s']:.2f} | {ntok} | {tps} | {mem} |")
     row("GRPO generation", "ours (Policy.generate)", "grpo_generation")
     row("GRPO generation", "model.generate (dynamic cache)", "generate_dynamic")
     row("GRPO generation", "model.generate (static cache)", "generate_static")
