@@ -229,11 +229,15 @@ def _inside_forward(acc: dict):
     """Clock two parts of every forward (prefill included, a small share): the KV-cache update
     (``DynamicLayer.update``: ``torch.cat`` of the whole cache per layer and step) and the attention-mask
     construction (``create_causal_mask`` in the Llama module)."""
+    from contextlib import ExitStack
+
     from transformers.cache_utils import DynamicLayer
     from transformers.models.llama import modeling_llama
 
-    with _clock_attr(DynamicLayer, "update", acc, "kv"), _clock_attr(modeling_llama, "create_causal_mask", acc,
-                                                                       "mask"):
+    with ExitStack() as stack:  # a transformers version without one of them: that part stays 0
+        for obj, name, key in ((DynamicLayer, "update", "kv"), (modeling_llama, "create_causal_mask", "mask")):
+            if hasattr(obj, name):
+                stack.enter_context(_clock_attr(obj, name, acc, key))
         yield
 
 

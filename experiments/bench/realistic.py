@@ -254,11 +254,14 @@ def run(a) -> dict:
                    max_thought_tokens=2 * size.thought_tokens, max_new_tokens=size.response_tokens + 16)
     prompts = [task.prompt(p) for p in probs[:size.prompts]]
     close = pol.encode(pol.fmt.answer_close)
-    profile = {"ours": M.profile_ours(pol, prompts, 8, prof_kw),
-               "ours_top_p_1": M.profile_ours(pol, prompts, 8, {**prof_kw, "top_p": 1.0}),
-               "model.generate": M.hf_generate(pol, prompts, 8, max_new=size.response_tokens + 16, temperature=0.7,
-                                               top_p=0.95, stop_ids=sorted(pol.eos_ids) + close[-1:], seed=1,
-                                               profile=True)}
+    try:
+        profile = {"ours": M.profile_ours(pol, prompts, 8, prof_kw),
+                   "ours_top_p_1": M.profile_ours(pol, prompts, 8, {**prof_kw, "top_p": 1.0}),
+                   "model.generate": M.hf_generate(pol, prompts, 8, max_new=size.response_tokens + 16,
+                                                   temperature=0.7, top_p=0.95,
+                                                   stop_ids=sorted(pol.eos_ids) + close[-1:], seed=1, profile=True)}
+    except Exception as e:  # noqa: BLE001  (keep the rounds' results; say what failed)
+        profile = {"error": f"{type(e).__name__}: {e}"[:500]}
     summ = summarise(rounds)
     return {"date": date.today().isoformat(), "config": vars(a), "workload": describe(pol, size),
             "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -311,6 +314,8 @@ def table(res: dict) -> str:
               "ckpt_time_naive", "srpo_over_grpo_step", "ours_grpo_naive_over_trl"):
         if s.get(k) is not None:
             L.append(f"{k}: {s[k]:.2f}")
+    if "error" in res["decode_profile"]:
+        return "\n".join(L + ["", f"decode profile failed: {res['decode_profile']['error']}"])
     p, g, p1 = (res["decode_profile"][k] for k in ("ours", "model.generate", "ours_top_p_1"))
     L += ["", "| decode loop (ms per step) | total | model forward | (of which KV cat) | (of which mask) | sampling "
           "| cache compaction | rest of the loop |", "|---|---|---|---|---|---|---|---|",
