@@ -8,6 +8,7 @@ measure, propose; the decode loop itself is not changed here).
       ``zeros_like`` + ``scatter``);
     * ``topk``: ``topk(k)`` first; rows whose top-k mass reaches ``top_p`` hold their whole nucleus
       there (it is the shortest sorted prefix reaching ``top_p``), the others fall back to the sort;
+    * ``threshold``: no sort: bisection (40 steps) for the probability below which tokens are dropped;
     * ``no_top_p``: softmax + ``multinomial`` only (what top-p 1.0 costs).
     Two logit shapes: ``flat`` (a random model: the nucleus is most of the vocabulary) and ``peaked``
     (Zipf-like: ``p ~ rank^-1.5`` after the temperature, a nucleus of about 200 tokens, as trained LMs). Every variant
@@ -71,11 +72,30 @@ def s_topk(logits, T, top_p, g, k=256):
     return ki.gather(-1, torch.multinomial(kp, 1, generator=g)).squeeze(-1)
 
 
+def threshold_nucleus(probs, top_p, iters: int = 40):
+    """The sorted nucleus without a sort: bisection for the probability ``lo`` just below the last kept
+    token (``mass(p > t) > top_p`` for ``t <= lo``), keep ``p > lo``. Same set as the sort up to exact
+    ties at the boundary (the sort keeps one of the tied, this keeps all)."""
+    lo = torch.zeros(probs.shape[0], 1, dtype=probs.dtype)
+    hi = probs.max(-1, keepdim=True).values
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        above = (probs * (probs > mid)).sum(-1, keepdim=True) > top_p       # mid is below the boundary
+        lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+    return probs.masked_fill(probs <= lo, 0.0)
+
+
+def s_threshold(logits, T, top_p, g):
+    return torch.multinomial(threshold_nucleus(torch.softmax(logits.float() / T, dim=-1), top_p), 1,
+                             generator=g).squeeze(-1)
+
+
 def s_no_top_p(logits, T, top_p, g):
     return torch.multinomial(torch.softmax(logits.float() / T, dim=-1), 1, generator=g).squeeze(-1)
 
 
-SAMPLERS = {"current": s_current, "sorted": s_sorted, "topk": s_topk, "no_top_p": s_no_top_p}
+SAMPLERS = {"current": s_current, "sorted": s_sorted, "topk": s_topk, "threshold": s_threshold,
+            "no_top_p": s_no_top_p}
 
 
 def make_logits(kind: str, B: int, V: int, seed: int) -> torch.Tensor:
@@ -87,12 +107,14 @@ def make_logits(kind: str, B: int, V: int, seed: int) -> torch.Tensor:
 
 
 def check_same_nucleus(logits, T, top_p, k=256) -> float:
-    """Max |difference| between the kept distributions of the sort and top-k variants (in vocab order)."""
+    """Max |difference| between the kept distributions of the sort and the top-k / threshold variants (in
+    vocabulary order)."""
     probs = torch.softmax(logits.float() / T, dim=-1)
     a = torch.zeros_like(probs).scatter_(-1, *reversed(nucleus_sorted(probs, top_p)))
     kp, ki = topk_nucleus(probs, top_p, k)
     b = torch.zeros_like(probs).scatter_(-1, ki, kp)
-    return float((a - b).abs().max())
+    c = threshold_nucleus(probs, top_p)
+    return max(float((a - b).abs().max()), float((a - c).abs().max()))
 
 
 def _median_ms(fns: dict, reps: int) -> dict:
