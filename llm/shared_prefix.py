@@ -156,19 +156,22 @@ def pass_cost(shared_lens: list[int], suffix_lens: list[int]) -> int:
     return len(shared_lens) * (max(shared_lens) - 1) + len(suffix_lens) * (max(suffix_lens, default=0) + 1)
 
 
-def plan_passes(samples: list, max_tokens: int, *, max_waste: float = 0.25) -> list[list[int]]:
+def plan_passes(samples: list, max_tokens: int, *, max_waste: float = 0.25, max_seqs: int = 0) -> list[list[int]]:
     """Sample indices of each forward/backward pass of a shared-prefix update, at most ``max_tokens``
-    padded tokens per pass (:func:`pass_cost`). Groups (same key as :func:`group_samples`) are taken
-    longest suffix first (then longest shared part) and packed greedily; a group joins the current pass
-    only if the pass stays within budget and padding grows the cost by at most ``max_waste`` over
-    running the two apart (a reset group's short continuations are not padded to a fresh group's long
-    chains). A group over the budget on its own is cut into chunks of rows (longest suffix first),
-    each chunk a pass that runs the shared part again; a single row over the budget gets a pass alone.
-    Every index appears exactly once."""
+    padded tokens per pass (:func:`pass_cost`) and, if ``max_seqs > 0``, at most ``max_seqs`` rows.
+    Groups (same key as :func:`group_samples`) are taken longest suffix first (then longest shared
+    part) and packed greedily; a group joins the current pass only if the pass stays within both caps
+    and padding grows the cost by at most ``max_waste`` over running the two apart (a reset group's
+    short continuations are not padded to a fresh group's long chains). A group over a cap on its own
+    is cut into chunks of rows (longest suffix first), each chunk a pass that runs the shared part
+    again; a single row over the budget gets a pass alone. Every index appears exactly once."""
     if max_tokens < 1:
         raise ValueError(f"max_tokens: expected >= 1, got {max_tokens}")
     if max_waste < 0:
         raise ValueError(f"max_waste: expected >= 0, got {max_waste}")
+    if max_seqs < 0:
+        raise ValueError(f"max_seqs: expected >= 0 (0: no cap), got {max_seqs}")
+    cap = max_seqs or len(samples) or 1
     groups: dict[tuple, list[int]] = {}
     for j, s in enumerate(samples):
         groups.setdefault(tuple(s.prompt_ids) + tuple(s.response_ids[:s.prefix_len]), []).append(j)
@@ -182,17 +185,18 @@ def plan_passes(samples: list, max_tokens: int, *, max_waste: float = 0.25) -> l
         alone = pass_cost([S[key]], [R[j] for j in rows])
         if cur:
             merged = pass_cost(cur_S + [S[key]], [R[j] for j in cur + rows])
-            if merged <= max_tokens and merged <= (1 + max_waste) * (pass_cost(cur_S, [R[j] for j in cur]) + alone):
+            if (merged <= max_tokens and len(cur) + len(rows) <= cap
+                    and merged <= (1 + max_waste) * (pass_cost(cur_S, [R[j] for j in cur]) + alone)):
                 cur, cur_S = cur + rows, cur_S + [S[key]]
                 continue
             passes.append(cur)
         cur, cur_S = [], []
-        if alone <= max_tokens:
+        if alone <= max_tokens and len(rows) <= cap:
             cur, cur_S = rows, [S[key]]
             continue
         chunk: list[int] = []
-        for j in rows:  # the group alone is over budget: chunks of its rows
-            if chunk and pass_cost([S[key]], [R[i] for i in chunk + [j]]) > max_tokens:
+        for j in rows:  # the group alone is over a cap: chunks of its rows
+            if chunk and (len(chunk) >= cap or pass_cost([S[key]], [R[i] for i in chunk + [j]]) > max_tokens):
                 passes.append(chunk)
                 chunk = []
             chunk.append(j)

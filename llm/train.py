@@ -42,7 +42,9 @@ from .metrics import TIME_KEYS, evaluate, train_record  # noqa: F401  (TIME_KEYS
 from .rollouts import RolloutBatch, build_rollouts
 from .rundir import JsonlLog, RunDirBusy, RunLock, atomic_dir, move_aside
 from .seeds import mix_seed
+from .shared_prefix import enable_gradient_checkpointing
 from .update import make_scheduler as _make_scheduler
+from .update import resolve_forward
 from .update import micro_batches, split_to, update  # noqa: F401  (public re-exports)
 
 
@@ -131,6 +133,9 @@ class Trainer(R.ResumeMixin):
         self.ref_model = None
         if cfg.loss.beta > 0:
             self.ref_model = copy.deepcopy(self.policy.model).eval().requires_grad_(False)
+        if cfg.gradient_checkpointing:  # before wrapping (DDP / FSDP2 see the checkpointed layers)
+            enable_gradient_checkpointing(self.policy.model)
+        self.forward = resolve_forward(cfg.update_forward, cfg.fsdp and self.info.enabled)
         self.model = D.wrap_model(self.policy.model, self.info, fsdp=cfg.fsdp)
         self.params = [p for p in self.policy.model.parameters() if p.requires_grad]
         o = cfg.optim

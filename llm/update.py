@@ -16,8 +16,17 @@ advances once per *applied* optimizer step (so a skipped step neither shifts the
 PyTorch's "lr_scheduler.step() before optimizer.step()" warning), and its length is
 ``steps x mini_batches x inner_epochs`` optimizer steps.
 
+The forward (``update_forward``, :func:`resolve_forward`): ``shared`` runs each group's shared tokens
+(the prompt of fresh chains, prompt + reset prefix of continuations) once per pass and fans their
+keys/values out to the group's suffixes (``llm.shared_prefix``); ``packed`` does the same in one
+forward per pass with one packed row per group (``llm.shared_prefix_packed``; the FSDP2 path, where
+gradient cannot enter a layer through recorded keys/values); ``naive`` runs every sample whole
+(``Policy.collate``). All three compute the loss on the same suffix tokens with the same global
+denominators, so the gradient is the same up to float summation order (``tests/llm/test_update_forward.py``);
+the old (PPO) and reference (KL) log-probs come from the same forward under ``no_grad``.
+
 The pieces are separate so that the forward can change without touching the loop: :func:`mini_batch_indices`
-(the split), :func:`prepare` (collated passes and the global denominator of one mini-batch),
+(the split), :func:`prepare` (the passes and the global denominator of one mini-batch),
 :func:`accumulate` (forward + backward of every pass of one mini-batch), :func:`optimizer_step` (clip,
 AdamW, schedule) and :func:`update` (the loop).
 """
@@ -31,6 +40,11 @@ import torch
 
 from . import distributed as D
 from .losses import policy_loss, token_logprobs
+from .shared_prefix import SharedPrefixBatch, group_samples, plan_passes, shared_prefix_logprobs
+from .shared_prefix_packed import packed_logprobs
+
+FORWARDS = ("auto", "shared", "packed", "naive")
+"""Values of ``TrainConfig.update_forward``."""
 
 
 def make_scheduler(opt: torch.optim.Optimizer, *, schedule: str, warmup_steps: int, total_steps: int):
@@ -103,6 +117,72 @@ def forward_logp(model, batch: dict, with_entropy: bool):
     return token_logprobs(logits, batch["input_ids"], with_entropy=with_entropy)
 
 
+def resolve_forward(kind: str, sharded: bool) -> str:
+    """The update's forward for ``update_forward = kind``: ``auto`` is ``packed`` under FSDP2 (``sharded``)
+    and ``shared`` otherwise (one process, DDP); ``shared`` under FSDP2 is refused (FSDP2's backward hooks
+    do not see gradient that enters a layer through its recorded keys/values)."""
+    if kind not in FORWARDS:
+        raise ValueError(f"update_forward: expected one of {FORWARDS}, got {kind!r}")
+    if kind == "auto":
+        return "packed" if sharded else "shared"
+    if kind == "shared" and sharded:
+        raise ValueError("update_forward=shared cannot run under FSDP2 (gradient enters the shared part through "
+                         "recorded keys/values, which FSDP2 does not see); use auto or packed")
+    return kind
+
+
+@dataclass
+class Pass:
+    """One forward/backward pass: its inputs and per-row tensors, rows in the forward's order."""
+    inputs: dict | SharedPrefixBatch
+    """a collated batch (``RolloutBatch.collate``; naive) or grouped rows (``group_samples``; shared, packed)"""
+    adv: torch.Tensor
+    """(b,) advantages"""
+    mask: torch.Tensor
+    """(b, T) trainable tokens aligned with :func:`pass_logp`'s log-probs (all 0 in a zero-weight pass)"""
+
+    @property
+    def n_tok(self) -> int:
+        return int(self.mask.sum().item())
+
+
+def make_pass(policy, rb, idx: list[int], forward: str, zero: bool = False) -> Pass:
+    """The pass over samples ``idx`` of ``rb`` for ``forward`` ("naive", "shared" or "packed"); ``zero``: a
+    zero-weight pass (runs the forward and the collectives, adds nothing)."""
+    if forward == "naive":
+        b = rb.collate(policy, idx)
+        mask = b["response_mask"][:, 1:]                                        # (b, T-1)
+        p = Pass(b, b["advantages"], mask)
+    else:
+        sb = group_samples([rb.samples[j] for j in idx], policy.pad_id).to(policy.device)
+        p = Pass(sb, rb.advantages[idx][sb.order], sb.suffix_mask.clone())    # (b, R)
+    if zero:
+        p.mask.zero_()
+    return p
+
+
+def pass_logp(model, p: Pass, forward: str, with_entropy: bool):
+    """Log-probs (b, T) of the pass's rows (and detached entropy or None), aligned with ``p.mask``."""
+    if forward == "naive":
+        return forward_logp(model, p.inputs, with_entropy)
+    fn = shared_prefix_logprobs if forward == "shared" else packed_logprobs
+    return fn(model, p.inputs, with_entropy=with_entropy)
+
+
+def plan(rb, index: list[int], cfg, forward: str) -> list[list[int]]:
+    """Positions in ``index`` of each pass: length-sorted micro-batches (naive) or :func:`plan_passes`
+    (shared, packed: whole groups where they fit), under ``micro_batch_size`` sequences and
+    ``micro_batch_tokens`` padded tokens (0: no token cap)."""
+    samples = [rb.samples[j] for j in index]
+    if forward == "naive":
+        lengths = [len(s.prompt_ids) + len(s.response_ids) for s in samples]
+        return micro_batches(lengths, cfg.micro_batch_size, cfg.micro_batch_tokens)
+    if not samples:
+        return []
+    cap = cfg.micro_batch_tokens or sum(len(s.prompt_ids) + len(s.response_ids) + 1 for s in samples)
+    return plan_passes(samples, cap, max_seqs=cfg.micro_batch_size)
+
+
 @dataclass
 class UpdateStats:
     """Local (this rank's) sums of one update, reduced over ranks by name in ``llm.metrics``."""
@@ -145,40 +225,38 @@ def mini_batch_indices(rb, n: int) -> list[list[int]]:
 
 @dataclass
 class MiniBatch:
-    """Collated passes of one mini-batch on this rank and the global denominator of its loss."""
-    batches: list[dict]
-    """collated micro-batches (``RolloutBatch.collate``), equal in number on every rank"""
-    masks: list[torch.Tensor]
-    """(b, T-1) trainable-token masks, aligned with ``token_logprobs``"""
-    n_tok: list[int]
-    """trainable tokens per pass"""
+    """The passes of one mini-batch on this rank and the global denominator of its loss."""
+    passes: list[Pass]
+    """equal in number on every rank"""
     den: float
     """denominator of the aggregation over the mini-batch and all ranks"""
+    forward: str = "naive"
+    """"naive" | "shared" | "packed" (:func:`resolve_forward`)"""
     old: list[torch.Tensor] | None = None
-    """(b, T-1) log-probs before the first optimizer step of the batch (PPO ratios)"""
+    """(b, T) log-probs before the first optimizer step of the batch (PPO ratios), one per pass"""
     ref: list[torch.Tensor] | None = None
-    """(b, T-1) log-probs of the frozen reference (KL)"""
+    """(b, T) log-probs of the frozen reference (KL), one per pass"""
+
+    @property
+    def n_tok(self) -> list[int]:
+        """trainable tokens per pass"""
+        return [p.n_tok for p in self.passes]
 
 
-def prepare(policy, rb, index: list[int], cfg, info: D.DistInfo) -> MiniBatch:
-    """Micro-batches of the samples ``index`` (length-sorted, capped by ``micro_batch_size`` /
-    ``micro_batch_tokens``; equal pass counts on every rank, an empty pass has a zero mask) and the global
-    denominator of the loss aggregation ``cfg.loss.agg`` over them."""
-    lengths = [len(rb.samples[j].prompt_ids) + len(rb.samples[j].response_ids) for j in index]
-    chunks = micro_batches(lengths, cfg.micro_batch_size, cfg.micro_batch_tokens)
+def prepare(policy, rb, index: list[int], cfg, info: D.DistInfo, forward: str = "naive") -> MiniBatch:
+    """The passes of the samples ``index`` (:func:`plan`; equal pass counts on every rank, an empty pass has
+    a zero mask) and the global denominator of the loss aggregation ``cfg.loss.agg`` over them."""
+    chunks = plan(rb, index, cfg, forward)
     if info.enabled:  # equal pass counts on every rank (FSDP: each forward is a collective)
+        lengths = [len(rb.samples[j].prompt_ids) + len(rb.samples[j].response_ids) for j in index]
         chunks = split_to(chunks, lengths, int(D.all_max(len(chunks), info)))
-    batches = [rb.collate(policy, [index[c] for c in chunk] if chunk else [index[0] if index else 0])
-               for chunk in chunks]
-    for c, b in zip(chunks, batches):
-        if not c:  # zero-weight pass: runs the collectives, adds nothing
-            b["response_mask"].zero_()
-    masks = [b["response_mask"][:, 1:] for b in batches]   # (b, T-1) each
-    n_tok = [int(m.sum().item()) for m in masks]
-    n_seq_tok = sum(int((m.sum(1) > 0).sum().item()) for m in masks)
-    g_tok, g_seq_tok, g_seq = D.all_sum([sum(n_tok), n_seq_tok, len(index)], info)
+    passes = [make_pass(policy, rb, [index[c] for c in chunk] if chunk else [index[0] if index else 0], forward,
+                        zero=not chunk) for chunk in chunks]
+    n_tok = sum(p.n_tok for p in passes)
+    n_seq_tok = sum(int((p.mask.sum(1) > 0).sum().item()) for p in passes)
+    g_tok, g_seq_tok, g_seq = D.all_sum([n_tok, n_seq_tok, len(index)], info)
     den = {"token-mean": g_tok, "seq-mean-token-mean": g_seq_tok, "seq-mean-token-sum-norm": g_seq}[cfg.loss.agg]
-    return MiniBatch(batches, masks, n_tok, float(den))
+    return MiniBatch(passes, float(den), forward)
 
 
 @dataclass
@@ -199,21 +277,22 @@ def accumulate(policy, model, mb: MiniBatch, cfg, info: D.DistInfo, *, with_entr
     norm_len = L.norm_len or cfg.rollout.response_budget
     W = info.world_size
     out = PassSums()
-    for j, b in enumerate(mb.batches):
-        with no_sync(model, info.enabled and j < len(mb.batches) - 1):
-            logp, ent = forward_logp(model, b, with_entropy=with_entropy)
-            res = policy_loss(logp, b["advantages"].to(logp.device), mb.masks[j], kind=L.kind, agg=L.agg,
+    for j, p in enumerate(mb.passes):
+        with no_sync(model, info.enabled and j < len(mb.passes) - 1):
+            logp, ent = pass_logp(model, p, mb.forward, with_entropy=with_entropy)
+            res = policy_loss(logp, p.adv.to(logp.device), p.mask, kind=L.kind, agg=L.agg,
                               old_logp=None if mb.old is None else mb.old[j], eps=L.eps, eps_high=L.eps_high,
                               ref_logp=None if mb.ref is None else mb.ref[j], beta=L.beta, norm_len=norm_len,
                               denominator=mb.den, dual_clip=L.dual_clip)
             (res.loss * W).backward()  # DDP averages over ranks; * W makes it the global sum / den
         v = float(res.loss.detach())
+        n_tok = p.n_tok
         out.bad = max(out.bad, 0.0 if math.isfinite(v) else 1.0)
         out.loss += v if math.isfinite(v) else 0.0
-        out.kl += res.stats["kl"] * mb.n_tok[j]
-        out.clip += res.stats["clip_frac"] * mb.n_tok[j]
+        out.kl += res.stats["kl"] * n_tok
+        out.clip += res.stats["clip_frac"] * n_tok
         if with_entropy:
-            out.entropy += float((ent * mb.masks[j]).sum())
+            out.entropy += float((ent * p.mask).sum())
     return out
 
 
@@ -240,14 +319,15 @@ def update(policy, model, opt, sched, params, rb, cfg, info: D.DistInfo, ref_mod
     sums: loss = mean over the first epoch's mini-batches of their losses; grad_norm = mean over its
     applied steps."""
     L = cfg.loss
-    minis = [prepare(policy, rb, idx, cfg, info) for idx in mini_batch_indices(rb, cfg.mini_batches)]
+    forward = resolve_forward(cfg.update_forward, bool(cfg.fsdp and info.enabled))
+    minis = [prepare(policy, rb, idx, cfg, info, forward) for idx in mini_batch_indices(rb, cfg.mini_batches)]
     policy.model.train()
     with torch.no_grad():
         for mb in minis:
             if L.kind == "ppo" and (L.inner_epochs > 1 or len(minis) > 1):
-                mb.old = [forward_logp(policy.model, b, False)[0] for b in mb.batches]
+                mb.old = [pass_logp(policy.model, p, forward, False)[0] for p in mb.passes]
             if ref_model is not None:
-                mb.ref = [forward_logp(ref_model, b, False)[0] for b in mb.batches]
+                mb.ref = [pass_logp(ref_model, p, forward, False)[0] for p in mb.passes]
     st = UpdateStats(tokens=float(sum(sum(mb.n_tok) for mb in minis)))
     norms: list[float] = []
     opt.zero_grad(set_to_none=True)
