@@ -4,9 +4,11 @@ Every function takes a policy-like object ``pol`` (``llm.policy.Policy``) for it
 pieces, pad / EOS ids, format, context length and device; none of them imports the policy.
 
 * :func:`decode`: prefill each prompt (+ given prefix) once, left padded, fan its cache out to its ``n``
-  rows (``DynamicCache.batch_repeat_interleave``), then one forward per step over the live rows; a row
-  leaves the batch when it finishes (answer, ``max_thoughts``, budget, EOS), so the cache is
-  compacted with ``batch_select_indices``. Thoughts are tracked with ``llm.thoughts.ThoughtScanner``.
+  rows (``batch_repeat_interleave``), then one forward per step over the live rows; a row leaves the
+  batch when it finishes (answer, ``max_thoughts``, budget, EOS), so the cache is compacted with
+  ``batch_select_indices``. The cache appends in place (``llm.kv_cache``: preallocated buffers, no
+  ``torch.cat`` of the whole cache per layer and step); next tokens come from ``llm.sampling.sample_next``
+  (nucleus sampling without a sort of the vocabulary). Thoughts are tracked with ``llm.thoughts.ThoughtScanner``.
 * The per-thought cap and the budget follow the paper by default ("Credit Assignment with Resets in LM
   Reasoning", whose generator samples one thought per call with ``max_tokens_per_thought``):
   ``thought_cap="keep"``: a thought that reaches ``max_thought_tokens`` without a delimiter is kept as
@@ -19,7 +21,9 @@ pieces, pad / EOS ids, format, context length and device; none of them imports t
 
 Shape letters (``docs/architecture.md``): B live rows, L prompt length (left padded), V vocabulary.
 Sampling is reproducible on CPU given a ``torch.Generator``: rows finish and leave the batch in a
-deterministic order, and each step draws one ``torch.multinomial`` over the live rows.
+deterministic order, and each step draws its uniforms from the generator in row order
+(``llm.sampling``; the token streams differ from the earlier ``torch.multinomial`` sampler for the same
+seed, the distribution does not). Greedy decoding is an argmax, as before.
 """
 from __future__ import annotations
 
@@ -29,7 +33,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .kv_cache import decode_cache, reserve
+from .sampling import sample_next
 from .thoughts import ThoughtScanner, thought_ends, thought_ends_exact
+
+RESERVE_CHUNK = 1024
+"""decode positions reserved in the KV buffers at the start (all of the budget when smaller); a longer
+decode grows them by doubling (``llm.kv_cache``)"""
 
 FINISH = ("answer", "max_thoughts", "budget", "eos")
 
@@ -135,25 +145,9 @@ def cache_keyword(model: torch.nn.Module) -> str:
     return kw
 
 
-def sample_next(logits: torch.Tensor, temperature, top_p, greedy, generator) -> torch.Tensor:
-    """Next token per row from ``logits  # (B, V)``."""
-    if greedy or temperature == 0:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)  # (B, V)
-    if top_p < 1.0:
-        sp, si = probs.sort(dim=-1, descending=True)
-        drop = sp.cumsum(-1) - sp > top_p  # keep the smallest head whose mass reaches top_p
-        sp = sp.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter_(-1, si, sp)
-    if generator is not None and generator.device != probs.device:
-        return torch.multinomial(probs.to(generator.device), 1, generator=generator).squeeze(-1).to(probs.device)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
 def prefill(pol, seqs: list[list[int]]):
-    """Left-padded forward of ``seqs``; returns (last logits (B, V), cache, mask (B, L), next pos (B,))."""
-    from transformers import DynamicCache
-
+    """Left-padded forward of ``seqs`` into a fresh :func:`llm.kv_cache.decode_cache`; returns (last logits
+    (B, V), cache, mask (B, L), next pos (B,))."""
     L = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), L), pol.pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), L), dtype=torch.long)
@@ -162,10 +156,7 @@ def prefill(pol, seqs: list[list[int]]):
         mask[i, L - len(s):] = 1
     ids, mask = ids.to(pol.device), mask.to(pol.device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
-    try:
-        cache = DynamicCache(config=pol.model.config)  # filled in place by the forward passes
-    except TypeError:  # older transformers
-        cache = DynamicCache()
+    cache = decode_cache(pol.model.config)  # filled in place by the forward passes
     out = pol.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
                     **{cache_keyword(pol.model): cache})
     return out.logits[:, -1, :], cache, mask, pos[:, -1] + 1
@@ -215,6 +206,7 @@ def _loop(pol, prompts, prefixes, caps0, n, *, mode, temperature, top_p, max_tho
     per-thought cap, budget), which decides every ``Sample.finish``."""
     fmt, pieces = pol.fmt, pol.pieces
     logits, cache, mask, pos = prefill(pol, [p + q for p, q in zip(prompts, prefixes)])
+    reserve(cache, min(max_new_tokens, RESERVE_CHUNK))  # before the fan-out: the copy is of the prompts' rows only
     if n > 1:  # fan each prompt's cache out to its n samples: never re-encode the prompt / prefix
         cache.batch_repeat_interleave(n)
         logits, mask, pos = (x.repeat_interleave(n, dim=0) for x in (logits, mask, pos))
