@@ -49,10 +49,10 @@ def in_nucleus(probs: torch.Tensor, tok: torch.Tensor, top_p: float) -> torch.Te
     sorted cumulative sum is), kept iff ``c - p_tok <= top_p``. probs (B, V), tok (B,) -> (B,) bool."""
     pt = probs.gather(1, tok.unsqueeze(1))                                               # (B, 1)
     ids = torch.arange(probs.shape[1], device=probs.device)
-    above = (probs > pt) | ((probs == pt) & (ids < tok.unsqueeze(1)))                    # (B, V): ranked before
-    before = torch.where(above, probs, torch.zeros((), dtype=probs.dtype, device=probs.device)
-                         ).sum(-1, keepdim=True, dtype=torch.float64)                   # (B, 1)
-    c = (before + pt.double()).to(probs.dtype)
+    # ranked before tok: a larger probability, or an equal one with a smaller id (n_tie of them, each = pt)
+    greater = (probs * (probs > pt)).sum(-1, keepdim=True, dtype=torch.float64)         # (B, 1)
+    n_tie = ((probs == pt) & (ids < tok.unsqueeze(1))).sum(-1, keepdim=True)             # (B, 1)
+    c = (greater + n_tie * pt.double() + pt.double()).to(probs.dtype)
     return ((c - pt) <= top_p).squeeze(1)
 
 

@@ -1,13 +1,12 @@
 """Measurement pieces of ``realistic.py``: peak memory, phase clocks around the public ``Policy`` API, the
 update (naive / shared prefix / packed, gradient checkpointing on or off) and the decode-loop profile.
 
-The update here is the benchmark's own small function (the trainer's ``update`` is being refactored):
-the step's samples cut into passes of at most ``max_tokens`` padded tokens, ``losses.policy_loss``
-(REINFORCE, ``seq-mean-token-mean`` over the whole step: the global denominator), backward per pass,
-gradient clipping at 1.0, one AdamW step. ``naive`` is today's forward (``Policy.collate`` ->
-``model(...).logits`` -> ``losses.token_logprobs``, passes as ``llm.train.micro_batches`` cuts them);
-``shared`` is ``llm.shared_prefix`` (passes from ``plan_passes``); ``packed`` is
-``llm.shared_prefix_packed`` (same passes).
+The update is the package's (``llm.update.update``, as the trainer calls it): the step's samples cut into
+passes of at most ``max_tokens`` padded tokens, REINFORCE with ``seq-mean-token-mean`` over the whole step
+(the global denominator), backward per pass, gradient clipping at 1.0, one AdamW step; ``update_forward``
+``naive`` (``Policy.collate`` -> ``model(...).logits``, length-sorted passes), ``shared``
+(``llm.shared_prefix``, passes from ``plan_passes``) or ``packed`` (``llm.shared_prefix_packed``, same
+passes).
 """
 from __future__ import annotations
 
@@ -20,8 +19,6 @@ from contextlib import contextmanager
 import torch
 
 from llm import shared_prefix as sp
-from llm.losses import policy_loss, token_logprobs
-from llm.shared_prefix_packed import packed_logprobs
 
 
 # ----------------------------------------------------------------------------- clocks and memory
@@ -124,57 +121,59 @@ class TimedPolicy:
 
 
 # ----------------------------------------------------------------------------- the update
-def naive_passes(samples, max_tokens: int) -> list[list[int]]:
-    """``llm.train.micro_batches`` rule: longest first, at most ``max_tokens`` padded tokens per pass."""
-    lengths = [len(s.prompt_ids) + len(s.response_ids) for s in samples]
-    out: list[list[int]] = []
-    for i in sorted(range(len(samples)), key=lambda i: (-lengths[i], i)):
-        if out and (len(out[-1]) + 1) * lengths[out[-1][0]] <= max_tokens:
-            out[-1].append(i)
-        else:
-            out.append([i])
-    return out
+class Rollouts:
+    """The samples and advantages of one step, as ``llm.update.update`` reads a ``RolloutBatch`` (one
+    mini-batch: no prompt groups)."""
+
+    def __init__(self, samples, advantages: torch.Tensor):
+        self.samples, self.advantages = list(samples), advantages
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def collate(self, policy, index):
+        batch = policy.collate([self.samples[i] for i in index])
+        batch["advantages"] = self.advantages[list(index)].clone()
+        return batch
 
 
-def _forward(mode, policy, model, sub, adv):
-    """(logp, entropy, mask, adv in row order, padded tokens) of one pass."""
+def update_config(mode: str, max_tokens: int):
+    """The trainer's config for the benchmark's update: REINFORCE, ``seq-mean-token-mean``, passes of at most
+    ``max_tokens`` padded tokens, clip 1.0, the ``mode`` forward."""
+    from llm.config import parse_args
+
+    return parse_args(["--update_forward", mode, "--micro_batch_tokens", str(max_tokens), "--micro_batch_size",
+                       "4096", "--grad_clip", "1.0", "--loss.kind", "reinforce", "--agg", "seq-mean-token-mean"])
+
+
+def pass_tokens(mode: str, samples, pad_id: int) -> int:
+    """Tokens one pass runs: rows x the longest (naive), :func:`llm.shared_prefix.pass_cost` (shared), or
+    groups x the longest packed row (packed)."""
     if mode == "naive":
-        b = policy.collate(sub)
-        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], use_cache=False).logits
-        logp, ent = token_logprobs(logits, b["input_ids"], with_entropy=True)
-        return logp, ent, b["response_mask"][:, 1:], adv, int(b["input_ids"].numel())
-    sb = sp.group_samples(sub, policy.pad_id).to(policy.device)
-    fn = sp.shared_prefix_logprobs if mode == "shared" else packed_logprobs
-    logp, ent = fn(model, sb, with_entropy=True)
+        return len(samples) * max(len(s.prompt_ids) + len(s.response_ids) for s in samples)
+    sb = sp.group_samples(samples, pad_id)
     if mode == "shared":
-        tok = sp.pass_cost(sb.shared_len.tolist(), sb.suffix_len.tolist())
-    else:  # one packed row per group: shared part + all its suffixes
-        width = sb.shared_len.clone().index_add_(0, sb.group_of, sb.suffix_len)
-        tok = len(width) * int(width.max())
-    return logp, ent, sb.suffix_mask, adv[sb.order], tok
+        return sp.pass_cost(sb.shared_len.tolist(), sb.suffix_len.tolist())
+    width = sb.shared_len.clone().index_add_(0, sb.group_of, sb.suffix_len)
+    return len(width) * int(width.max())
 
 
 def update(policy, opt, samples, adv: torch.Tensor, *, mode: str, max_tokens: int) -> dict:
-    """One optimisation step on ``samples`` with advantages ``adv  # (N,)`` (module docstring)."""
+    """One optimisation step on ``samples`` with advantages ``adv  # (N,)`` by the package's own update
+    (``llm.update.update``, ``update_forward=mode``)."""
+    from llm import distributed as D
+    from llm import update as U
+
     if mode not in ("naive", "shared", "packed"):
         raise ValueError(f"mode: expected naive, shared or packed, got {mode!r}")
-    model = policy.model
-    model.train()
-    den = float(sum(len(s.response_ids) > s.prefix_len for s in samples))
-    passes = naive_passes(samples, max_tokens) if mode == "naive" else sp.plan_passes(samples, max_tokens)
-    opt.zero_grad(set_to_none=True)
-    loss_sum, padded, trained = 0.0, 0, 0
-    for idx in passes:
-        logp, ent, mask, a, tok = _forward(mode, policy, model, [samples[j] for j in idx], adv[idx])
-        out = policy_loss(logp, a.to(logp.device), mask, agg="seq-mean-token-mean", denominator=den)
-        out.loss.backward()
-        loss_sum += float(out.loss.detach())
-        padded += tok
-        trained += int(mask.sum())
-    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    return {"passes": len(passes), "padded_tokens": padded, "trained_tokens": trained, "loss": loss_sum}
+    rb, cfg = Rollouts(samples, adv), update_config(mode, max_tokens)
+    chunks = U.plan(rb, list(range(len(rb))), cfg, mode)
+    params = [p for p in policy.model.parameters() if p.requires_grad]
+    sched = U.make_scheduler(opt, schedule="constant", warmup_steps=0, total_steps=10 ** 6)
+    st = U.update(policy, policy.model, opt, sched, params, rb, cfg, D.DistInfo())
+    return {"passes": len(chunks), "padded_tokens": sum(pass_tokens(mode, [samples[i] for i in c], policy.pad_id)
+                                                        for c in chunks),
+            "trained_tokens": int(st.tokens), "loss": st.loss}
 
 
 @contextmanager
@@ -227,15 +226,18 @@ _MISSING = object()
 @contextmanager
 def _inside_forward(acc: dict):
     """Clock two parts of every forward (prefill included, a small share): the KV-cache update
-    (``DynamicLayer.update``: ``torch.cat`` of the whole cache per layer and step) and the attention-mask
-    construction (``create_causal_mask`` in the Llama module)."""
+    (``DynamicLayer.update``: ``torch.cat`` of the whole cache per layer and step; ``llm.kv_cache.BufferLayer``:
+    a write in place) and the attention-mask construction (``create_causal_mask`` in the Llama module)."""
     from contextlib import ExitStack
 
     from transformers.cache_utils import DynamicLayer
     from transformers.models.llama import modeling_llama
 
+    from llm.kv_cache import BufferLayer
+
     with ExitStack() as stack:  # a transformers version without one of them: that part stays 0
-        for obj, name, key in ((DynamicLayer, "update", "kv"), (modeling_llama, "create_causal_mask", "mask")):
+        for obj, name, key in ((DynamicLayer, "update", "kv"), (BufferLayer, "update", "kv"),
+                               (modeling_llama, "create_causal_mask", "mask")):
             if hasattr(obj, name):
                 stack.enter_context(_clock_attr(obj, name, acc, key))
         yield
@@ -243,12 +245,15 @@ def _inside_forward(acc: dict):
 
 def profile_ours(policy, prompts, n, kw) -> dict:
     """Where the time of one ``Policy.generate`` call goes: model forwards (prefill and decode steps),
-    next-token sampling, KV-cache compaction when rows finish, building the samples, and the rest (the
-    per-row Python loop over each step's tokens, masks, positions)."""
-    from transformers import DynamicCache
+    next-token sampling (``llm.decode.sample_next``), KV-cache compaction when rows finish, building the
+    samples, and the rest (the per-row Python loop over each step's tokens, masks, positions)."""
+    from transformers.cache_utils import DynamicLayer
+
+    import llm.decode as dec
+    from llm.kv_cache import BufferLayer
 
     acc = dict(forward=0.0, forwards=0, sample=0.0, compact=0.0, make_samples=0.0, kv=0.0, mask=0.0)
-    _ = policy._cache_kw  # resolve the cache keyword before the forward is wrapped
+    dec.cache_keyword(policy.model)  # resolve the cache keyword before the forward is wrapped
     model = policy.model
     orig_fwd = model.forward
     first = {}
@@ -265,9 +270,10 @@ def profile_ours(policy, prompts, n, kw) -> dict:
             acc["forwards"] += 1
     model.forward = fwd
     try:
-        with _clock_attr(policy, "_sample_next", acc, "sample"), \
-                _clock_attr(DynamicCache, "batch_select_indices", acc, "compact"), \
-                _clock_attr(policy, "_make_sample", acc, "make_samples"), _inside_forward(acc):
+        with _clock_attr(dec, "sample_next", acc, "sample"), \
+                _clock_attr(DynamicLayer, "batch_select_indices", acc, "compact"), \
+                _clock_attr(BufferLayer, "batch_select_indices", acc, "compact"), \
+                _clock_attr(dec, "make_sample", acc, "make_samples"), _inside_forward(acc):
             t0 = time.perf_counter()
             out = policy.generate(prompts, n=n, **kw)
             sync(policy.device)

@@ -1,8 +1,10 @@
-"""What one decode step costs outside the model's matmuls, at the realistic shape (issue 18, phase 1:
-measure, propose; the decode loop itself is not changed here).
+"""What one decode step costs outside the model's matmuls, at the realistic shape (issue 18; phase 1
+measured and proposed, phase 2 put ``package`` and ``buffer`` into the decode loop).
 
 (1) Next-token sampling with temperature and top-p over a 32k vocabulary, B rows:
-    * ``current``: ``Policy._sample_next`` as it is (softmax, full sort, cumsum, mask, scatter back to
+    * ``package``: ``llm.sampling.sample_next`` (inverse-CDF draw from the full distribution, accepted
+      iff in the nucleus by an exact sorted-rule membership test; no sort);
+    * ``current``: the sampler before phase 2 (softmax, full sort, cumsum, mask, scatter back to
       vocabulary order, ``multinomial``);
     * ``sorted``: the same nucleus, sampled in sorted order and mapped back with one ``gather`` (no
       ``zeros_like`` + ``scatter``);
@@ -15,7 +17,8 @@ measure, propose; the decode loop itself is not changed here).
     keeps exactly the same nucleus and probabilities (checked before timing).
 (2) Appending one token to a KV cache of length L and attending to it (B rows, H heads, one layer):
     * ``cat``: ``DynamicLayer.update`` (``torch.cat`` of the whole cache) + SDPA;
-    * ``prealloc``: write into a preallocated buffer, attend to the ``[:L+1]`` view.
+    * ``prealloc``: write into a preallocated buffer, attend to the ``[:L+1]`` view;
+    * ``buffer``: ``llm.kv_cache.BufferLayer`` (the package's cache layer: the same, through its ``update``).
 
     python experiments/bench/decode_steps.py            # B 8 and 64, V 32000, L 256 and 512
     python experiments/bench/decode_steps.py --quick    # seconds (the test suite)
@@ -94,7 +97,13 @@ def s_no_top_p(logits, T, top_p, g):
     return torch.multinomial(torch.softmax(logits.float() / T, dim=-1), 1, generator=g).squeeze(-1)
 
 
-SAMPLERS = {"current": s_current, "sorted": s_sorted, "topk": s_topk, "threshold": s_threshold,
+def s_package(logits, T, top_p, g):
+    from llm.sampling import sample_next
+
+    return sample_next(logits, T, top_p, False, g)
+
+
+SAMPLERS = {"package": s_package, "current": s_current, "sorted": s_sorted, "topk": s_topk, "threshold": s_threshold,
             "no_top_p": s_no_top_p}
 
 
@@ -161,10 +170,21 @@ def bench_kv(B, H, L, d, reps) -> dict:
             n += 1
             F.scaled_dot_product_attention(q, buf_k[:, :, :n], buf_v[:, :, :n])
 
+    def buffer():
+        from llm.kv_cache import BufferLayer
+
+        lay = BufferLayer()
+        lay.update(k0, v0)
+        lay.reserve(len(new))
+        for q, kn, vn in new:
+            F.scaled_dot_product_attention(q, *lay.update(kn, vn))
+
     def refill():
         buf_k[:, :, :L], buf_v[:, :, :L] = k0, v0
-    ms = _median_ms({"cat": cat, "prealloc": prealloc, "refill_only": refill}, reps)
-    ms["prealloc"] -= ms.pop("refill_only")
+    ms = _median_ms({"cat": cat, "prealloc": prealloc, "buffer": buffer, "refill_only": refill}, reps)
+    refill_ms = ms.pop("refill_only")
+    ms["prealloc"] -= refill_ms
+    ms["buffer"] -= 2 * refill_ms  # its prefill and its one reserve copy the L positions (not per step)
     return {"B": B, "H": H, "L": L, "d": d, "ms_per_step": {k: v / 8 for k, v in ms.items()}}
 
 
@@ -185,9 +205,10 @@ def main(argv=None) -> dict:
     for r in res["sampling"]:
         print(f"| {r['B']} | {r['logits']} | {r['mean_nucleus_tokens']} | "
               + " | ".join(f"{r['ms'][k]:.2f}" for k in SAMPLERS) + " |")
-    print("\n| B | cache length | cat ms/step | prealloc ms/step |\n|---|---|---|---|")
+    print("\n| B | cache length | cat ms/step | prealloc ms/step | buffer ms/step |\n|---|---|---|---|---|")
     for r in res["kv_append"]:
-        print(f"| {r['B']} | {r['L']} | {r['ms_per_step']['cat']:.3f} | {r['ms_per_step']['prealloc']:.3f} |")
+        m = r["ms_per_step"]
+        print(f"| {r['B']} | {r['L']} | {m['cat']:.3f} | {m['prealloc']:.3f} | {m['buffer']:.3f} |")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))

@@ -52,7 +52,8 @@ import _realistic_measure as M  # noqa: E402
 from _realistic_setup import SIZES, describe, make_workload  # noqa: E402
 
 from llm.config import RolloutConfig  # noqa: E402
-from llm.rollouts import _mix, build_rollouts  # noqa: E402
+from llm.rollouts import build_rollouts  # noqa: E402
+from llm.seeds import mix_seed as _mix  # noqa: E402
 
 TARGETS = {"ours_grpo_over_trl": 0.67, "reset_update_speedup": 1.5, "fresh_update_speedup": 1.0,
            "sampler_over_generate": 1.5}

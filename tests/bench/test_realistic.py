@@ -73,13 +73,15 @@ def test_script_forces_the_chain_structure(quick_workload):
     assert not torch.equal(biased[0, -1], plain[0, -1])  # the first response slot is
 
 
-def test_naive_passes_rule():
+def test_pass_tokens():
     from llm.policy import Sample
 
-    mk = lambda n: Sample([1] * 4, [2] * n, 0, "", [], [], None, "answer")  # noqa: E731
-    samples = [mk(n) for n in (4, 12, 8, 12, 2)]          # lengths 8, 16, 12, 16, 6
-    assert M.naive_passes(samples, 32) == [[1, 3], [2, 0], [4]]
-    assert M.naive_passes(samples, 10) == [[1], [3], [2], [0], [4]]
+    mk = lambda n, pre=0: Sample([1] * 4, [2] * pre + [3] * n, pre, "", [], [], None, "answer")  # noqa: E731
+    samples = [mk(4), mk(12), mk(2, pre=6), mk(5, pre=6)]         # lengths 8, 16, 12, 15
+    assert M.pass_tokens("naive", samples, 0) == 4 * 16
+    # groups: prompt (rows 4, 12) and prompt + 6-token prefix (rows 2, 5): 2 x (10 - 1) + 4 x (12 + 1)
+    assert M.pass_tokens("shared", samples, 0) == 2 * 9 + 4 * 13
+    assert M.pass_tokens("packed", samples, 0) == 2 * max(4 + 16, 10 + 7)
 
 
 def test_update_modes_agree_on_the_loss(quick_workload):
@@ -91,5 +93,7 @@ def test_update_modes_agree_on_the_loss(quick_workload):
     adv = torch.linspace(-1, 1, len(rb))
     losses = {m: M.update(pol, opt, rb.samples, adv, mode=m, max_tokens=64)["loss"] for m in ("naive", "shared",
                                                                                                 "packed")}
-    assert losses["shared"] == pytest.approx(losses["naive"], rel=1e-5)
-    assert losses["packed"] == pytest.approx(losses["naive"], rel=1e-5)
+    # float32; the loss is a sum of terms of either sign (A in [-1, 1], log-probs ~ -7) that nearly cancel,
+    # so the tolerance is absolute, at float32 rounding of those terms
+    assert losses["shared"] == pytest.approx(losses["naive"], rel=1e-5, abs=1e-6)
+    assert losses["packed"] == pytest.approx(losses["naive"], rel=1e-5, abs=1e-6)
