@@ -7,8 +7,9 @@ sorted into:
 
 * free fields (:data:`FREE`): how the run is watched or where it writes, never what it computes:
   ``progress``, ``num_threads``, ``tensorboard``, ``keep_checkpoints``, ``save_every``, ``eval_every``,
-  ``out_dir``, ``max_skipped_steps``, and ``micro_batch_size`` / ``micro_batch_tokens`` (the same gradient
-  up to float summation order). Applied and recorded.
+  ``out_dir``, ``max_skipped_steps``, and ``micro_batch_size`` / ``micro_batch_tokens`` /
+  ``update_forward`` / ``gradient_checkpointing`` (the same gradient up to float summation order). Applied
+  and recorded.
 * ``steps``: may grow when the learning rate does not depend on it (``optim.schedule: constant``, with or
   without warm-up); under a ``linear`` or ``cosine`` schedule the total sets the lr of every step, the
   steps already taken included, so a new total is a change of meaning. It can never go below the step
@@ -38,7 +39,8 @@ from .config import TrainConfig, from_dict, load_yaml
 from .rundir import JsonlLog, move_aside, read_jsonl, write_jsonl
 
 FREE = frozenset({"progress", "num_threads", "tensorboard", "keep_checkpoints", "save_every", "eval_every",
-                  "out_dir", "max_skipped_steps", "micro_batch_size", "micro_batch_tokens"})
+                  "out_dir", "max_skipped_steps", "micro_batch_size", "micro_batch_tokens", "update_forward",
+                  "gradient_checkpointing"})
 """Fields that may differ on resume without ``--allow_config_change``."""
 NOT_COMPARED = frozenset({"resume", "allow_config_change", "rollout.method"})
 """Taken from the command line as given (``rollout.method`` follows ``method``)."""
