@@ -136,6 +136,8 @@ def test_generate_same_tokens_as_dynamic_cache(tiny, monkeypatch, greedy):
 
     import llm.decode as dec
 
+    monkeypatch.setattr(kv_cache, "MIN_HEAD_DIM", 0)  # the tiny default's heads (24) would keep DynamicCache
+    assert all(isinstance(x, kv_cache.BufferLayer) for x in dec.decode_cache(tiny.model.config).layers)
     task = tiny.get_task()
     prompts = [task.prompt(p) for p in task.sample(4, seed=7, split="test")]
     kw = dict(n=3, greedy=greedy, temperature=1.0, top_p=0.9, max_thoughts=8, max_thought_tokens=16)
@@ -147,3 +149,20 @@ def test_generate_same_tokens_as_dynamic_cache(tiny, monkeypatch, greedy):
     assert ids(a) == ids(b)
     assert len({len(x) for x in ids(a)}) > 1                 # rows finished at different steps (compaction ran)
     assert len({len(tiny.encode_prompt(p)) for p in prompts}) > 1   # left padding
+
+
+def test_decode_cache_choice():
+    """Buffers for full-attention layers with heads of at least MIN_HEAD_DIM; DynamicCache otherwise."""
+    from transformers import LlamaConfig, MistralConfig
+    from transformers.cache_utils import DynamicLayer
+
+    def kinds(cfg):
+        return {type(x) for x in kv_cache.decode_cache(cfg).layers}
+
+    big = LlamaConfig(hidden_size=256, num_attention_heads=4, num_hidden_layers=2, intermediate_size=64)
+    small = LlamaConfig(hidden_size=96, num_attention_heads=4, num_hidden_layers=2, intermediate_size=64)
+    window = MistralConfig(hidden_size=256, num_attention_heads=4, num_hidden_layers=2, intermediate_size=64,
+                           sliding_window=16)
+    assert kv_cache.head_dim(big) == 64 and kinds(big) == {kv_cache.BufferLayer}
+    assert kinds(small) == {DynamicLayer}
+    assert kv_cache.BufferLayer not in kinds(window)
