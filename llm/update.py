@@ -140,10 +140,8 @@ class Pass:
     """(b,) advantages"""
     mask: torch.Tensor
     """(b, T) trainable tokens aligned with :func:`pass_logp`'s log-probs (all 0 in a zero-weight pass)"""
-
-    @property
-    def n_tok(self) -> int:
-        return int(self.mask.sum().item())
+    n_tok: int = 0
+    """trainable tokens (``mask.sum()``)"""
 
 
 def make_pass(policy, rb, idx: list[int], forward: str, zero: bool = False) -> Pass:
@@ -158,6 +156,7 @@ def make_pass(policy, rb, idx: list[int], forward: str, zero: bool = False) -> P
         p = Pass(sb, rb.advantages[idx][sb.order], sb.suffix_mask.clone())    # (b, R)
     if zero:
         p.mask.zero_()
+    p.n_tok = int(p.mask.sum().item())
     return p
 
 

@@ -7,10 +7,10 @@ parameters) with a 32k byte-level BPE vocabulary trained locally, prompts of exa
 ``--prompts`` prompts x 8 samples of 4 scripted thoughts x 64 tokens (256-token responses, the last
 thought ends with a sampled boxed digit); SRPO localizes the last thought, so each reset group shares
 prompt + 3 thoughts (448 tokens) and its 4 continuations re-write the last 64. Sampling at temperature
-0.7, top-p 0.95 (the paper's settings); the update is REINFORCE with ``seq-mean-token-mean``,
-passes of at most ``--max_tokens`` padded tokens (shared prefix: ``plan_passes``, which keeps a reset
-group's 64-token continuations out of a pass with 256-token chains), one AdamW step
-(``_realistic_measure.update``).
+0.7, top-p 0.95 (the paper's settings); the update is the package's (``llm.update.update`` with
+``update_forward`` naive / shared / packed): REINFORCE with ``seq-mean-token-mean``, passes of at most
+``--max_tokens`` tokens (shared prefix: ``plan_passes``, which keeps a reset group's 64-token
+continuations out of a pass with 256-token chains), one AdamW step (``_realistic_measure.update``).
 
 One run, interleaved rounds; round 0 warms up and is not counted. Each round: TRL's step (``--trl``:
 one ``GRPOTrainer`` whose callbacks time each step and then run our round), our GRPO step (generation,

@@ -213,3 +213,28 @@ def test_resolve_forward():
         U.resolve_forward("fast", sharded=False)
     with pytest.raises(ValueError, match="update_forward"):
         parse_args(["--update_forward", "fast"])
+
+
+def test_trainer_gradient_checkpointing_with_lora(tmp_path):
+    """``--gradient_checkpointing true`` with LoRA: switched on in the trainer before wrapping (every decoder
+    layer checkpointed), and one training step moves the adapter as it does without checkpointing."""
+    from llm import train as T
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    from ._trainkit import micro_cfg, save_micro
+
+    model_dir = save_micro(tmp_path)
+    args = ("--steps", "1", "--eval_every", "0", "--save_every", "0", "--lora.enabled", "true", "--lora.r", "4")
+    out = {}
+    for ckpt in ("false", "true"):
+        tr = T.Trainer(micro_cfg(model_dir, str(tmp_path / ckpt), "srpo", *args, "--gradient_checkpointing", ckpt),
+                       task=even_task())
+        layers = [m for m in tr.policy.model.modules() if isinstance(m, GradientCheckpointingLayer)]
+        assert layers and all(m.gradient_checkpointing == (ckpt == "true") for m in layers)
+        assert tr.forward == "shared"
+        rec = [r for r in tr.run() if r["kind"] == "train"][0]
+        assert rec["opt_steps"] == 1
+        out[ckpt] = {n: p.detach().clone() for n, p in tr.policy.model.named_parameters() if p.requires_grad}
+    assert out["true"].keys() == out["false"].keys() and any("lora" in n for n in out["true"])
+    for n in out["true"]:
+        torch.testing.assert_close(out["true"][n], out["false"][n], rtol=1e-5, atol=1e-7, msg=n)
