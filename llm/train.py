@@ -31,7 +31,8 @@ from . import checkpoint as ckpt
 from . import distributed as D
 from .config import TrainConfig, parse_args, validate_startup
 from .hub import resolve_dtype
-from .metrics import TIME_KEYS, evaluate, train_record  # noqa: F401  (TIME_KEYS: public, used by tests)
+from .metrics import TIME_KEYS, evaluate, held_out_set, train_record  # noqa: F401  (TIME_KEYS: public, used by tests)
+from .resets import reset_for
 from .rollouts import RolloutBatch, build_rollouts
 from .seeds import mix_seed
 from .update import make_scheduler as _make_scheduler
@@ -109,7 +110,8 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.params, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas)
         self.sched = make_scheduler(self.opt, cfg)
         self.train_set = self.task.sample(cfg.train_size, seed=cfg.seed, split="train")
-        self.eval_set = self.task.sample(cfg.eval_size, seed=cfg.seed, split="test")
+        self.eval_set = held_out_set(self.task, cfg.eval_size, cfg.eval_seed)  # shared by all seeds and methods
+        self.reset = reset_for(cfg.rollout)  # the reset distribution (llm.resets), passed to build_rollouts
         self.step = 0
         self.records: list[dict] = []
         self.elapsed0 = 0.0
@@ -192,7 +194,7 @@ class Trainer:
     def evaluate(self) -> dict:
         """Greedy pass@1 on the held-out split (``llm.metrics.evaluate``)."""
         return evaluate(self.policy, self.model, self.task, self.eval_set, self.cfg.rollout, self.info,
-                        self.cfg.fsdp)
+                        self.cfg.fsdp, sampled=self.cfg.eval_sampled, sample_seed=self.cfg.eval_seed)
 
     def update(self, rb: RolloutBatch):
         """One optimisation step on the rollouts (``llm.update.update``); returns this rank's sums."""
@@ -209,7 +211,7 @@ class Trainer:
         with D.full_params(self.model, info, cfg.fsdp):  # FSDP: ranks decode different step counts
             return build_rollouts(self.policy, self.task, [p for p, _ in mine], cfg.rollout, seed=seed,
                                   prompt_ids=[q for _, q in mine], adv_eps=cfg.loss.adv_eps,
-                                  adv_std=cfg.loss.adv_std)
+                                  adv_std=cfg.loss.adv_std, reset=self.reset)
 
     # ---------------------------------------------------------------- main loop
     def run(self) -> list[dict]:
@@ -262,7 +264,7 @@ class Trainer:
         if info.is_main:
             cfg.save_yaml(self.out / "config.yaml")
         self._open_tb()
-        if self.step == 0 and cfg.eval_every:
+        if self.step == 0 and cfg.eval_every and cfg.eval_start:
             self.log({"kind": "eval", "step": 0, **self.evaluate()})
 
     def _save_final(self) -> None:
