@@ -21,11 +21,11 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from .config_file import FieldError, build, check_finite, read_yaml
 from .losses import AGGREGATIONS, LOSS_KINDS, STD_KINDS
 
 METHODS: tuple[str, ...] = ("grpo", "rrpo", "srpo", "oracle", "noisy", "random")
@@ -39,13 +39,13 @@ Method = Literal["grpo", "rrpo", "srpo", "oracle", "noisy", "random"]
 
 def _choice(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+        raise FieldError(name, f"{name} must be one of {list(choices)}, got {value!r}")
 
 
 def _positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
     lo_ok = value >= 0 if allow_zero else value > 0
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not lo_ok:
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+        raise FieldError(name, f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
 @dataclass
@@ -110,6 +110,7 @@ class RolloutConfig:
     prompts are split across ranks (used to check multi-process runs against one process)"""
 
     def __post_init__(self) -> None:
+        check_finite(self, "rollout.")
         _choice("rollout.method", self.method, METHODS)
         _choice("rollout.sampling_rng", self.sampling_rng, ("batched", "per_prompt"))
         _choice("rollout.thought_cap", self.thought_cap, ("keep", "end"))
@@ -195,6 +196,7 @@ class LossConfig:
     """seq-mean-token-sum-norm: the constant L_norm (None: the response token budget)"""
 
     def __post_init__(self) -> None:
+        check_finite(self, "loss.")
         _choice("loss.kind", self.kind, LOSS_KINDS)
         _choice("loss.agg", self.agg, AGGREGATIONS)
         _positive("loss.eps", self.eps)
@@ -230,6 +232,7 @@ class OptimConfig:
     """learning-rate decay after warm-up, one step per optimizer step (to 0 at the last for linear / cosine)"""
 
     def __post_init__(self) -> None:
+        check_finite(self, "optim.")
         _positive("optim.lr", self.lr)
         _positive("optim.weight_decay", self.weight_decay, allow_zero=True)
         _positive("optim.grad_clip", self.grad_clip, allow_zero=True)
@@ -255,6 +258,7 @@ class LoraConfig:
     """comma-separated module names, or "all-linear" (every linear layer but the output head)"""
 
     def __post_init__(self) -> None:
+        check_finite(self, "lora.")
         _positive("lora.r", self.r)
         _positive("lora.alpha", self.alpha)
         if not 0 <= self.dropout < 1:
@@ -316,7 +320,13 @@ class TrainConfig:
     keep_checkpoints: int = 2
     """most recent checkpoints kept"""
     resume: bool = False
-    """continue from the latest checkpoint in out_dir/checkpoints"""
+    """continue the run in out_dir: its saved config.yaml, the newest intact checkpoint in out_dir/checkpoints
+    (none: restart at step 0, old metrics moved aside); flags that change the run's meaning are refused
+    unless allow_config_change is set (docs/llm.md, "Reliability")"""
+    allow_config_change: bool = False
+    """with resume: apply flags that change the run's meaning (method, lr, seed, steps under a decaying
+    schedule, ...) instead of refusing them; each change is logged, written to config_history.jsonl and to
+    metrics.jsonl (a "config_change" record) and takes effect from the step the run restarts at"""
     tensorboard: bool = False
     """also log to TensorBoard (only if the tensorboard package is installed)"""
     progress: bool = True
@@ -329,17 +339,23 @@ class TrainConfig:
     """shard the model with FSDP2 (multi-process; meant for GPUs, also runs on CPU/gloo); otherwise DDP"""
     num_threads: int = 0
     """torch CPU threads per process (0: leave torch's default)"""
+    max_skipped_steps: int = 5
+    """stop a diverging run after this many consecutive steps whose update was skipped for a non-finite
+    loss or gradient: exit code 3, and no checkpoint of that state (0: never stop)"""
+    long_prompts: Literal["fail", "skip"] = "fail"
+    """training or evaluation problems whose prompt does not fit the model's context (checked at start):
+    fail (name them and stop) or skip (drop them; how many is logged and written to config_history.jsonl)"""
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def __post_init__(self) -> None:
-        for name, cls in (("rollout", RolloutConfig), ("loss", LossConfig), ("optim", OptimConfig),
-                          ("lora", LoraConfig)):
+        for name, cls in SECTIONS.items():
             v = getattr(self, name)
-            if isinstance(v, dict):
-                setattr(self, name, _build(cls, v, name))
+            if not isinstance(v, cls):
+                setattr(self, name, build(cls, v, prefix=f"{name}."))
+        check_finite(self)
         _choice("method", self.method, METHODS)
         if self.rollout.method != self.method:  # the top-level method is the one users set
             self.rollout = dataclasses.replace(self.rollout, method=self.method)
@@ -347,10 +363,13 @@ class TrainConfig:
                   "mini_batches"):
             _positive(n, getattr(self, n))
         if self.prompts_per_step % self.mini_batches:
-            raise ValueError(f"prompts_per_step={self.prompts_per_step} must be divisible by mini_batches="
-                             f"{self.mini_batches} (a mini-batch holds whole prompts); e.g. --mini_batches 1")
-        for n in ("eval_every", "save_every", "num_threads", "micro_batch_tokens", "eval_sampled"):
+            raise FieldError("mini_batches", f"prompts_per_step={self.prompts_per_step} must be divisible by "
+                             f"mini_batches={self.mini_batches} (a mini-batch holds whole prompts); e.g. "
+                             "--mini_batches 1")
+        for n in ("eval_every", "save_every", "num_threads", "micro_batch_tokens", "max_skipped_steps",
+                  "eval_sampled"):
             _positive(n, getattr(self, n), allow_zero=True)
+        _choice("long_prompts", self.long_prompts, ("fail", "skip"))
         _choice("device", self.device, ("auto", "cpu", "cuda"))
         _choice("dtype", self.dtype, ("auto", "float32", "bfloat16"))
         if not isinstance(self.model, str) or not self.model:
@@ -373,34 +392,55 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def save_yaml(self, path: str | os.PathLike) -> None:
+        """Write the config as YAML, atomically (``llm.rundir.atomic_write_text``)."""
+        from .rundir import atomic_write_text
+
         d = self.to_dict()
         d["optim"]["betas"] = list(d["optim"]["betas"])
-        Path(path).write_text(yaml.safe_dump(d, sort_keys=False))
+        atomic_write_text(path, yaml.safe_dump(d, sort_keys=False))
 
 
 SECTIONS = {"rollout": RolloutConfig, "loss": LossConfig, "optim": OptimConfig, "lora": LoraConfig}
 
 
-def _build(cls, d: dict, where: str):
-    if not isinstance(d, dict):
-        raise TypeError(f"{where} must be a mapping, got {type(d).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; valid keys: {sorted(names)}")
-    return cls(**d)
+def _mirror_method(d: dict, where) -> dict:
+    """``rollout.method`` follows the top-level ``method``: copied into the rollout section before that
+    section is checked (its reset budget depends on the method); a different value is refused."""
+    ro, method = d.get("rollout"), d.get("method", TrainConfig.method)
+    if not isinstance(ro, dict) or method not in METHODS:
+        return d
+    if ro.get("method", method) != method:
+        raise where("rollout.method", f"rollout.method follows method; set method instead (got rollout.method="
+                                      f"{ro['method']!r}, method={method!r})")
+    return {**d, "rollout": {**ro, "method": method}}
 
 
-def from_dict(d: dict) -> TrainConfig:
-    """Build a TrainConfig from a (YAML-like) nested dict; unknown keys raise ValueError."""
-    return _build(TrainConfig, dict(d or {}), "config")
+def from_dict(d: dict, *, file: str | None = None, lines: dict[str, int] | None = None) -> TrainConfig:
+    """Build a TrainConfig from a (YAML-like) nested dict: values converted by each field's type
+    (``"1e-4"`` -> ``1e-4``), unknown keys and bad values raise ValueError naming the field (and
+    ``file:line`` when ``file`` is given)."""
+    from .config_file import _Where
+
+    if not isinstance(d or {}, dict):
+        raise ValueError(f"config must be a mapping of fields, got {d!r}")
+    return build(TrainConfig, _mirror_method(dict(d or {}), _Where(file, lines)), file=file, lines=lines)
 
 
 def load_yaml(path: str | os.PathLike) -> TrainConfig:
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"--config: file {str(p)!r} not found")
-    return from_dict(yaml.safe_load(p.read_text()) or {})
+    """A TrainConfig from a YAML file; every error is one line ``file:line: field ...``."""
+    data, lines = read_yaml(path)
+    return from_dict(data, file=str(path), lines=lines)
+
+
+def yaml_fields(path: str | os.PathLike) -> frozenset[str]:
+    """Dotted names of the fields a YAML config file sets (sections expanded to their fields)."""
+    from .cli import leaves
+
+    _, lines = read_yaml(path)
+    out = {k for k in lines if k in leaves(TrainConfig)}
+    if "method" in out:
+        out.add("rollout.method")
+    return frozenset(out)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -411,11 +451,28 @@ def parse_command_line(argv: list[str] | None = None) -> tuple[TrainConfig, froz
     """Defaults < ``--config`` YAML < flags (``llm.cli``: tyro, with the short forms ``--lr``,
     ``--max_thoughts``, ...). Returns the config and the dotted names of the fields given on the command
     line (e.g. ``{"optim.lr", "resume"}``). Raises ValueError with a fix-it message on bad values."""
+    return _parse(argv, load_yaml)
+
+
+def _parse(argv, load) -> tuple[TrainConfig, frozenset[str]]:
     from .cli import parse
 
-    return parse(TrainConfig, argv, prog="python -m llm.train", description=DESCRIPTION, load=load_yaml,
+    return parse(TrainConfig, argv, prog="python -m llm.train", description=DESCRIPTION, load=load,
                  refuse={"rollout.method": "--rollout.method follows --method; set --method instead"},
                  mirror={"method": "rollout.method"})
+
+
+def command_line_request(argv: list[str] | None = None) -> tuple[TrainConfig, frozenset[str]]:
+    """:func:`parse_command_line`, with the fields a ``--config`` file sets counted as given too: the set
+    ``--resume`` compares with the run's saved config (``llm.resume``)."""
+    files: list[str] = []
+
+    def load(path):
+        files.append(path)
+        return load_yaml(path)
+
+    cfg, explicit = _parse(argv, load)
+    return cfg, explicit | (yaml_fields(files[0]) if files else frozenset())
 
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:

@@ -167,6 +167,15 @@ class Policy:
                             for i in range(n)]
         return self._pieces
 
+    def _check_ids(self, ids: list[int], what: str) -> list[int]:
+        """``ids`` if every one is a row of the model's input embedding, else ValueError naming id and position."""
+        vocab = self.model.get_input_embeddings().num_embeddings
+        if ids and (min(ids) < 0 or max(ids) >= vocab):
+            j = next(j for j, t in enumerate(ids) if not 0 <= t < vocab)
+            raise ValueError(f"{what}: token id {ids[j]} at position {j} is outside the model's vocabulary "
+                             f"(ids 0..{vocab - 1})")
+        return ids
+
     def _check_len(self, n_tokens: int, what: str):
         if self.max_len is not None and n_tokens >= self.max_len:
             raise ValueError(f"{what}: {n_tokens} tokens leave no room in the model's context of "
@@ -204,7 +213,7 @@ class Policy:
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"k: expected a positive int, got {k!r}")
         p = self.encode_prompt(prompt)
-        prefix_ids = [int(t) for t in prefix_ids]
+        prefix_ids = self._check_ids([int(t) for t in prefix_ids], "prefix_ids")
         self._check_len(len(p) + len(prefix_ids), "prompt + prefix")
         params = _dec.chain_params(kw)
         caps = list(prefix_cap_ends or [])
@@ -231,7 +240,7 @@ class Policy:
         if not prompts:
             return []
         rows = [self.encode_prompt(p) for p in prompts]
-        pre = [[int(t) for t in q] for q in prefixes]
+        pre = [self._check_ids([int(t) for t in q], f"prefixes[{j}]") for j, q in enumerate(prefixes)]
         for j, (p, q) in enumerate(zip(rows, pre)):
             self._check_len(len(p) + len(q), f"prompt + prefix {j}")
         return _dec.decode(self, rows, pre, k, mode="chain", prefix_cap_ends=prefix_cap_ends,
@@ -270,10 +279,13 @@ class Policy:
     def logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``logp[b, t] = log pi(input_ids[b, t+1] | input_ids[b, :t+1])``, shape (B, T-1), float32, with
         grad (``llm.losses.token_logprobs`` of the model's logits). Right padding (as from :meth:`collate`);
-        values at padding are meaningless, mask them."""
+        values at padding are meaningless, mask them. An empty batch (B or T = 0) raises ValueError."""
         if input_ids.dim() != 2 or input_ids.shape != attention_mask.shape:
             raise ValueError(f"input_ids/attention_mask: expected equal (B, T) shapes, got "
                              f"{tuple(input_ids.shape)} and {tuple(attention_mask.shape)}")
+        if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+            raise ValueError(f"input_ids: empty batch of shape {tuple(input_ids.shape)}; logprobs needs at least one "
+                             f"sequence of at least one token")
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits  # (B,T,V)
         return token_logprobs(logits, input_ids)[0]                                                   # (B,T-1)
 

@@ -367,6 +367,36 @@ def _gold_from_solution(ans: str, fmt: ThoughtFormat) -> str:
     return ans.strip()
 
 
+def _check_row(r, question_key: str, answer_key: str, where: str) -> None:
+    """A data row must be an object whose question and answer are non-empty text or numbers: a null
+    answer would become the string ``'None'`` (and ``\\boxed{None}`` would score 1)."""
+    if not isinstance(r, dict):
+        raise ValueError(f"{where}: expected an object with {question_key!r} and {answer_key!r}, got "
+                         f"{type(r).__name__}")
+    if question_key not in r or answer_key not in r:
+        raise ValueError(f"{where} lacks {question_key!r} or {answer_key!r} (has {sorted(r)})")
+    for key in (question_key, answer_key):
+        v = r[key]
+        if v is None or isinstance(v, bool) or not isinstance(v, (str, int, float)) or not str(v).strip():
+            raise ValueError(f"{where}: {key!r} must be a non-empty text or number, got {v!r}")
+
+
+def long_prompts(task: "Task", problems: list[Problem], tokenizer, limit: int) -> list[tuple[Problem, int]]:
+    """``(problem, prompt tokens)`` of each distinct problem whose encoded prompt (special tokens included)
+    has at least ``limit`` tokens: no room left for a response in a context of ``limit`` tokens."""
+    uniq = list({p.id: p for p in problems}.values())
+    if not uniq:
+        return []
+    ids = tokenizer([task.prompt(p) for p in uniq], add_special_tokens=True)["input_ids"]
+    return [(p, len(x)) for p, x in zip(uniq, ids) if len(x) >= limit]
+
+
+def describe(problem: Problem) -> str:
+    """A problem as a reader finds it: the file row (and line) for a data file, else its id."""
+    where = problem.meta.get("where")
+    return f"{problem.id.rsplit(':', 1)[0]} {where}" if where else f"problem {problem.id[:60]!r}"
+
+
 class FileTask(Task):
     """Local ``.jsonl`` or ``.parquet`` file with ``question`` and ``answer`` fields (GSM8K / MATH style);
     an answer is right when it normalises to the reference's text (:func:`normalize_answer`, exact for
@@ -379,29 +409,29 @@ class FileTask(Task):
         if not path.is_file():
             raise ValueError(f"task file: {str(path)!r} does not exist")
         if path.suffix == ".jsonl":
-            rows = []
+            rows, where = [], []
             for ln, line in enumerate(path.read_text().splitlines(), 1):
                 if line.strip():
                     try:
                         rows.append(json.loads(line))
                     except json.JSONDecodeError as e:
                         raise ValueError(f"task file {path}: line {ln} is not JSON ({e})") from None
+                    where.append(f"row {len(rows) - 1} (line {ln})")
         elif path.suffix == ".parquet":
             import pyarrow.parquet as pq
 
             rows = pq.read_table(path).to_pylist()
+            where = [f"row {i}" for i in range(len(rows))]
         else:
             raise ValueError(f"task file: expected a .jsonl or .parquet path, got {str(path)!r}")
         if not rows:
             raise ValueError(f"task file {path}: the dataset is empty")
-        for i, r in enumerate(rows):
-            if question_key not in r or answer_key not in r:
-                raise ValueError(f"task file {path}: row {i} lacks {question_key!r} or {answer_key!r} "
-                                 f"(has {sorted(r)})")
+        for r, w in zip(rows, where):
+            _check_row(r, question_key, answer_key, f"task file {path}: {w}")
         self.name = str(path)
         self.problems = [Problem(id=f"{path.name}:{i}", question=str(r[question_key]),
-                                 answer=_gold_from_solution(str(r[answer_key]), fmt), meta={"row": i})
-                         for i, r in enumerate(rows)]
+                                 answer=_gold_from_solution(str(r[answer_key]), fmt), meta={"row": i, "where": w})
+                         for i, (r, w) in enumerate(zip(rows, where))]
 
     def answer_correct(self, problem: Problem, answer: str) -> bool:
         return answers_match(answer, problem.answer) or math_equal(answer, problem.answer)

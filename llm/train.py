@@ -9,31 +9,39 @@
 One step: sample this step's prompts (seeded data order, sharded over ranks) -> build rollouts
 (``llm.rollouts``) -> update (``llm.update``: loss from ``llm.losses`` over micro-batches, divided by
 the *global* denominator, clip, AdamW, schedule) -> one metrics record (``llm.metrics``). Rank 0
-appends it to ``out_dir/metrics.jsonl`` (and eval records), keeps ``out_dir/config.yaml``, and writes
-atomic checkpoints to ``out_dir/checkpoints`` (``llm.checkpoint``). A NaN/inf loss or gradient skips
-the update (logged as ``skipped``). The :class:`Trainer` holds the run's state and keeps the loop;
-``docs/llm.md`` ("The trainer's step") walks through it.
+appends it to ``out_dir/metrics.jsonl`` (and eval records), keeps ``out_dir/config.yaml`` and
+``out_dir/config_history.jsonl``, and writes checksummed atomic checkpoints to ``out_dir/checkpoints``
+(``llm.checkpoint``), holding ``out_dir/run.lock`` for the whole run (``llm.rundir``). A NaN/inf loss or
+gradient skips the update (logged as ``skipped``, ``loss: null``, counted in ``skipped_steps``); after
+``max_skipped_steps`` such steps in a row the run stops (:class:`TrainingDiverged`, exit code 3).
+``--resume`` follows ``llm.resume``. The :class:`Trainer` holds the run's state and keeps the loop;
+``docs/llm.md`` ("The trainer's step", "Reliability") walks through it.
+
+Exit codes of ``python -m llm.train``: 0 done, 1 an I/O error (e.g. no space left on device), 2 a
+refused config, input or run directory, 3 a diverged run.
 """
 from __future__ import annotations
 
 import copy
-import json
 import math
 import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from . import checkpoint as ckpt
 from . import distributed as D
-from .config import TrainConfig, parse_args, validate_startup
+from . import resume as R
+from .config import TrainConfig, command_line_request, validate_startup
 from .hub import resolve_dtype
 from .metrics import TIME_KEYS, evaluate, held_out_set, train_record  # noqa: F401  (TIME_KEYS: public, used by tests)
 from .resets import reset_for
 from .rollouts import RolloutBatch, build_rollouts
+from .rundir import JsonlLog, RunDirBusy, RunLock, atomic_dir, move_aside
 from .seeds import mix_seed
 from .update import make_scheduler as _make_scheduler
 from .update import micro_batches, split_to, update  # noqa: F401  (public re-exports)
@@ -85,15 +93,35 @@ def step_problems(train: list, step: int, n: int, seed: int) -> tuple[list, list
     return out, pos
 
 
-class Trainer:
-    """Holds the run's state; ``run()`` trains and returns the list of metric records (rank 0: all)."""
+class TrainingDiverged(RuntimeError):
+    """``max_skipped_steps`` consecutive updates were skipped for a non-finite loss or gradient."""
 
-    def __init__(self, cfg: TrainConfig, info: D.DistInfo | None = None, *, task=None):
-        self.cfg = cfg
+
+class Trainer(R.ResumeMixin):
+    """Holds the run's state; ``run()`` trains and returns the list of metric records (rank 0: all).
+
+    Construction takes the run directory's lock (rank 0; released by ``run()`` or :meth:`close`), resolves
+    ``--resume`` (``llm.resume.request``: ``given`` are the fields set on the command line, None: all of
+    ``cfg``), validates, loads the model and checks that every prompt fits its context."""
+
+    def __init__(self, cfg: TrainConfig, info: D.DistInfo | None = None, *, task=None,
+                 given: frozenset[str] | None = None):
         self.info = info or D.DistInfo()
         self.out = Path(cfg.out_dir)
         self.ckpt_dir = self.out / "checkpoints"
+        self.lock = RunLock(self.out)
+        self._on_main(self.lock.acquire, "lock the run directory")
+        try:
+            self._setup(cfg, task, given)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, cfg: TrainConfig, task, given) -> None:
+        self.request = R.request(cfg, given) if cfg.resume else None
+        self.cfg = cfg = self.request.cfg if self.request else cfg
         self._check_start(task)
+        self.found = self._find_checkpoint() if cfg.resume else None
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         torch.manual_seed(cfg.seed)
@@ -109,13 +137,42 @@ class Trainer:
         o = cfg.optim
         self.opt = torch.optim.AdamW(self.params, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas)
         self.sched = make_scheduler(self.opt, cfg)
-        self.train_set = self.task.sample(cfg.train_size, seed=cfg.seed, split="train")
-        self.eval_set = held_out_set(self.task, cfg.eval_size, cfg.eval_seed)  # shared by all seeds and methods
+        self.train_set, self.eval_set, self.dropped = self._problems()
         self.reset = reset_for(cfg.rollout)  # the reset distribution (llm.resets), passed to build_rollouts
         self.step = 0
         self.records: list[dict] = []
         self.elapsed0 = 0.0
+        self.skipped_steps = 0
+        """steps whose update was skipped (non-finite loss or gradient), over the whole run"""
+        self.consecutive_skipped = 0
         self.tb = None
+        self.metrics = JsonlLog(self.out / "metrics.jsonl")
+        self.history: dict = {}
+        if self.request and self.request.overridden and self.info.is_main:
+            for n in self.request.overridden:
+                old, new = self.request.changes[n]
+                warnings.warn(f"--resume --allow_config_change: {n} {old!r} -> {new!r} (applied from the restart step)")
+
+    def _on_main(self, fn: Callable, what: str):
+        """``fn()`` on rank 0; every rank learns whether it failed (rank 0 re-raises, the others raise too)."""
+        err, out = None, None
+        if self.info.is_main:
+            try:
+                out = fn()
+            except Exception as e:  # noqa: BLE001  (re-raised below, after the other ranks know)
+                err = e
+        if D.all_max(1.0 if err is not None else 0.0, self.info) > 0:
+            if err is not None:
+                raise err
+            raise RuntimeError(f"rank 0 failed to {what}; see its error")
+        return out
+
+    def close(self) -> None:
+        """Release the run directory (also done when ``run()`` ends, however it ends)."""
+        if getattr(self, "tb", None) is not None:
+            self.tb.close()
+            self.tb = None
+        self.lock.release()
 
     def _check_start(self, task) -> None:
         """Checks that need no model: the config (when no task object is given) and the output folder."""
@@ -128,6 +185,34 @@ class Trainer:
             raise ValueError(f"out_dir {str(self.out)!r} already holds checkpoints; pass --resume to continue that "
                              f"run, or choose another --out_dir")
 
+    def _problems(self) -> tuple[list, list, list[str]]:
+        """Training and evaluation problems, every prompt checked against the model's context: a prompt that
+        leaves no room for a response fails the start (``long_prompts: fail``, naming the rows) or is
+        dropped (``skip``); returns the sets and the descriptions of the dropped problems."""
+        from .tasks import describe, long_prompts
+
+        cfg = self.cfg
+        train = self.task.sample(cfg.train_size, seed=cfg.seed, split="train")
+        test = held_out_set(self.task, cfg.eval_size, cfg.eval_seed)  # shared by all seeds and methods
+        limit = self.policy.max_len
+        bad = long_prompts(self.task, train + test, self.policy.tokenizer, limit) if limit else []
+        if not bad:
+            return train, test, []
+        names = [f"{describe(p)}: {n} tokens" for p, n in bad]
+        shown = "; ".join(names[:10]) + (f"; ... ({len(names)} in all)" if len(names) > 10 else "")
+        if cfg.long_prompts == "fail":
+            raise ValueError(f"{len(names)} problem(s) have a prompt that leaves no room for a response in the "
+                             f"model's context of {limit} tokens: {shown}. Shorten or remove them, or pass "
+                             f"--long_prompts skip to drop them (counted in the log)")
+        ids = {p.id for p, _ in bad}
+        train, test = [p for p in train if p.id not in ids], [p for p in test if p.id not in ids]
+        if not train or len(test) < self.info.world_size:
+            raise ValueError(f"every training or evaluation problem was dropped as too long ({shown})")
+        if self.info.is_main:
+            warnings.warn(f"long_prompts=skip: dropped {len(names)} problem(s) whose prompt does not fit the "
+                          f"model's context of {limit} tokens: {shown}")
+        return train, test, names
+
     @property
     def sharded(self) -> bool:
         """FSDP2 is in use (state dicts are gathered, generation runs inside ``full_params``)."""
@@ -135,46 +220,35 @@ class Trainer:
 
     # ---------------------------------------------------------------- state
     def save(self) -> Path | None:
-        """Atomic checkpoint of the full training state (rank 0 writes; every rank takes part)."""
+        """Atomic checkpoint of the full training state (rank 0 writes; every rank takes part). A poisoned
+        state is refused with a warning; a failed write (e.g. no space left) stops the run on every rank."""
         state = {"model": ckpt.model_state(self.policy.model, sharded=self.sharded, lora=self.cfg.lora.enabled),
                  "optimizer": ckpt.optimizer_state(self.policy.model, self.opt, sharded=self.sharded),
                  "scheduler": self.sched.state_dict(), "rng": ckpt.rng_state(),
                  "data_position": self.step * self.cfg.prompts_per_step,
                  "elapsed_s": self.elapsed0 + time.perf_counter() - self.t0, "config": self.cfg.to_dict(),
                  "world_size": self.info.world_size, "backend": self.info.backend,
-                 "wrapper": type(self.model).__name__}
-        path = None
-        if self.info.is_main:
+                 "wrapper": type(self.model).__name__, "skipped_steps": self.skipped_steps,
+                 "consecutive_skipped": self.consecutive_skipped}
+
+        def write():
             try:
-                path = ckpt.save_checkpoint(self.ckpt_dir, self.step, state, keep=self.cfg.keep_checkpoints)
+                return ckpt.save_checkpoint(self.ckpt_dir, self.step, state, keep=self.cfg.keep_checkpoints)
+            except ckpt.CheckpointWriteError:
+                raise
             except ValueError as e:  # poisoned state: keep the previous checkpoint, say so
                 warnings.warn(str(e))
-        D.barrier(self.info)
-        return path
+                return None
 
-    def resume(self) -> None:
-        """Continue from the latest checkpoint; metrics logged after it are dropped."""
-        path = ckpt.latest_checkpoint(self.ckpt_dir)
-        if path is None:
-            if self.info.is_main:
-                warnings.warn(f"--resume: no checkpoint in {self.ckpt_dir}; starting from step 0")
-            return
-        st = ckpt.load_checkpoint(path)
-        ckpt.restore_training_state(st, self.policy.model, self.opt, self.sched, sharded=self.sharded,
-                                    lora=self.cfg.lora.enabled, where=f"checkpoint {path}")
-        self.step = int(st["step"])
-        self.elapsed0 = float(st.get("elapsed_s", 0.0))
-        if self.info.is_main:  # drop metrics written after the checkpoint (the run died after it)
-            self.records = ckpt.trim_metrics(self.out / "metrics.jsonl", self.step)
+        return self._on_main(write, "write a checkpoint")
 
     # ---------------------------------------------------------------- logging
     def log(self, rec: dict) -> None:
-        """Keep a record; rank 0 appends it to metrics.jsonl (and TensorBoard)."""
+        """Keep a record; rank 0 appends it to metrics.jsonl (one whole line, fsync'ed) and TensorBoard."""
         self.records.append(rec)
         if not self.info.is_main:
             return
-        with open(self.out / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        self.metrics.append(rec)
         if self.tb is not None:
             for k, v in rec.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
@@ -215,8 +289,18 @@ class Trainer:
 
     # ---------------------------------------------------------------- main loop
     def run(self) -> list[dict]:
+        """Train to ``cfg.steps``; the run directory is released however this ends."""
+        try:
+            self._begin()
+            self._loop()
+            if self.info.is_main:
+                self._save_final()
+        finally:
+            self.close()
+        return self.records
+
+    def _loop(self) -> None:
         cfg, info = self.cfg, self.info
-        self._begin()
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not (info.is_main and cfg.progress),
                    desc=f"{cfg.method}", dynamic_ncols=True)
@@ -234,57 +318,93 @@ class Trainer:
                          elapsed_s=self.elapsed0 + time.perf_counter() - self.t0)
             rec = train_record(rb, upd, step=s, method=cfg.method, prompts_per_step=cfg.prompts_per_step,
                                lr=self.sched.get_last_lr()[0], times=times, info=info)
-            self.log(rec)
-            if rec["skipped"] and info.is_main:
-                warnings.warn(f"step {s}: {rec.get('skip_reason')}; update skipped (no checkpoint of a poisoned state)")
+            self.log(self._watch(rec))
             if cfg.eval_every and (s % cfg.eval_every == 0 or s == cfg.steps):
                 self.log({"kind": "eval", "step": s, **self.evaluate()})
             if (cfg.save_every and s % cfg.save_every == 0) or s == cfg.steps:
                 self.save()
             bar.update(1)
-            bar.set_postfix(reward=f"{rec['reward_mean']:.3f}", acc=f"{rec['accuracy']:.3f}")
+            bar.set_postfix(reward=_fmt(rec["reward_mean"]), acc=_fmt(rec["accuracy"]))
         bar.close()
-        if info.is_main:
-            self._save_final()
-        if self.tb is not None:
-            self.tb.close()
-        return self.records
+
+    def _watch(self, rec: dict) -> dict:
+        """Count skipped updates and flag divergence (``diverging``: this step's loss, gradient or reward was
+        non-finite); after ``max_skipped_steps`` skipped steps in a row, log why and stop the run."""
+        cfg, s = self.cfg, rec["step"]
+        self.skipped_steps += bool(rec["skipped"])
+        self.consecutive_skipped = self.consecutive_skipped + 1 if rec["skipped"] else 0
+        diverging = bool(rec["skipped"]) or (rec["reward_mean"] is None and rec["samples"] > 0)
+        rec = {**rec, "skipped_steps": self.skipped_steps, "diverging": diverging}
+        n, cap = self.consecutive_skipped, cfg.max_skipped_steps
+        if diverging and self.info.is_main:
+            why = rec.get("skip_reason") or "non-finite reward"
+            warnings.warn(f"step {s}: diverging: {why}; update skipped (no checkpoint of a poisoned state); "
+                          f"{n} skipped in a row" + (f", the run stops at {cap}" if cap else ""))
+        if cap and n >= cap:
+            last = ckpt.latest_checkpoint(self.ckpt_dir)
+            msg = (f"training diverged: {n} consecutive steps ({s - n + 1}-{s}) skipped for a non-finite loss or "
+                   f"gradient (max_skipped_steps={cap}); step {s} is not checkpointed, the newest checkpoint is "
+                   f"{last.name if last else 'none'} (skipped steps leave the weights unchanged). Lower --lr, "
+                   f"check the task's rewards, or continue from a checkpoint with --resume --allow_config_change "
+                   f"and other settings")
+            self.log(rec)
+            self.log({"kind": "stopped", "step": s, "reason": "diverged", "message": msg})
+            if self.info.is_main:
+                R.append_history(self.out, R.history_entry("stopped", s, reason=msg))
+            raise TrainingDiverged(msg)
+        return rec
 
     def _begin(self) -> None:
-        """Output folder, resume or a fresh metrics file, config.yaml, TensorBoard, the step-0 evaluation."""
+        """Resume or a fresh metrics file, config.yaml, the history line, TensorBoard, the step-0 evaluation."""
         cfg, info = self.cfg, self.info
-        if info.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
         D.barrier(info)
         self.t0 = time.perf_counter()
         if cfg.resume:
             self.resume()
         elif info.is_main:
-            (self.out / "metrics.jsonl").write_text("")
+            mf = self.out / "metrics.jsonl"
+            if mf.is_file() and mf.stat().st_size:  # a fresh run never overwrites old metrics
+                dest = move_aside(mf)
+                warnings.warn(f"{mf} held metrics of an earlier run (no checkpoint): moved aside to {dest.name}")
+                self.history["metrics"] = f"old metrics moved aside to {dest.name}"
+            mf.write_text("")
         if info.is_main:
             cfg.save_yaml(self.out / "config.yaml")
+            req = self.request
+            R.append_history(self.out, R.history_entry(
+                self.history.pop("event", "start"), self.step, config_source=req.source if req else None,
+                changes=req.changes if req else None, overridden=req.overridden if req else None,
+                long_prompts_dropped=self.dropped, **self.history))
         self._open_tb()
         if self.step == 0 and cfg.eval_every and cfg.eval_start:
             self.log({"kind": "eval", "step": 0, **self.evaluate()})
 
     def _save_final(self) -> None:
+        """``out_dir/final``: the model (or the LoRA adapter) in Hugging Face format, replaced as a whole."""
         if self.sharded:
             return  # the checkpoint holds the full state; HF export of a sharded model is left to the user
-        final = self.out / "final"
         if self.cfg.lora.enabled:
-            self.policy.model.save_pretrained(final)  # adapter only (peft format)
+            atomic_dir(self.out / "final", self.policy.model.save_pretrained)  # adapter only (peft format)
         else:
-            self.policy.save_pretrained(final)
+            atomic_dir(self.out / "final", self.policy.save_pretrained)
 
 
-def train(cfg: TrainConfig, info: D.DistInfo | None = None, *, task=None) -> list[dict]:
-    """Run a training job in this process (one rank of it under torchrun). Returns the metric records."""
-    return Trainer(cfg, info, task=task).run()
+def _fmt(x) -> str:
+    return "nan" if x is None else f"{x:.3f}"
+
+
+def train(cfg: TrainConfig, info: D.DistInfo | None = None, *, task=None,
+          given: frozenset[str] | None = None) -> list[dict]:
+    """Run a training job in this process (one rank of it under torchrun). Returns the metric records.
+    ``given``: with ``cfg.resume``, the fields set on the command line (None: every field of ``cfg``)."""
+    return Trainer(cfg, info, task=task, given=given).run()
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cfg = parse_args(argv)
+        cfg, given = command_line_request(argv)
+        if cfg.resume:  # the run's saved config with the given changes (checked again under the lock)
+            cfg = R.request(cfg, given).cfg
         validate_startup(cfg, D.env_world_size())  # before any process group or model: fail in a second
     except (ValueError, TypeError) as e:
         print(f"llm.train: error: {e}", file=sys.stderr)
@@ -292,9 +412,15 @@ def main(argv: list[str] | None = None) -> int:
     info = D.init_distributed(cfg.device)
     try:
         train(cfg, info)
-    except ValueError as e:
+    except TrainingDiverged as e:
+        print(f"llm.train: error: {e}", file=sys.stderr)
+        return 3
+    except (ValueError, TypeError, RunDirBusy) as e:
         print(f"llm.train: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"llm.train: error: {e}", file=sys.stderr)
+        return 1
     finally:
         D.shutdown(info)
     return 0

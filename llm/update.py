@@ -271,4 +271,6 @@ def update(policy, model, opt, sched, params, rb, cfg, info: D.DistInfo, ref_mod
         st.epochs += 1
     if norms:
         st.grad_norm = sum(norms) / len(norms)
+    if st.opt_steps == 0:  # no update applied: the step has no loss (logged as null, counted by the trainer)
+        st.loss = float("nan")
     return st

@@ -102,3 +102,73 @@ def test_shipped_yaml_configs_load():
     assert (paper.optim.lr, paper.optim.weight_decay, paper.optim.grad_clip) == (5e-5, 0.01, 1.0)
     assert paper.lora.enabled and paper.lora.r == 64 and paper.lora.alpha == 64
     assert paper.rollout.temperature == 0.7 and paper.rollout.top_p == 0.95 and paper.prompts_per_step == 32
+
+
+# ----------------------------------------------------------------------------- YAML typed by field (rows 8-10)
+def test_yaml_numbers_are_converted_by_the_field_type(tmp_path):
+    """PyYAML reads 1e-4 (no dot) as a string; the field's type decides."""
+    p = tmp_path / "c.yaml"
+    p.write_text("optim: {lr: 1e-4, betas: ['0.9', 0.95]}\nsteps: 2.0e1\nprogress: 'false'\nrollout:\n  top_p: '0.5'\n")
+    cfg = C.load_yaml(p)
+    assert cfg.optim.lr == 1e-4 and isinstance(cfg.optim.lr, float) and cfg.optim.betas == (0.9, 0.95)
+    assert cfg.steps == 20 and isinstance(cfg.steps, int) and cfg.progress is False and cfg.rollout.top_p == 0.5
+
+
+@pytest.mark.parametrize("text, match", [
+    ("method: srpo\noptim: {lr: [1,\n", r"c\.yaml:3: invalid YAML"),
+    ("method: grpo\nsteps: abc\n", r"c\.yaml:2: steps must be an integer, got 'abc'"),
+    ("- method\n- grpo\n", r"c\.yaml:1: a config file must be a mapping"),
+    ("method: grpo\noptim: 5\n", r"c\.yaml:2: optim must be a mapping of optim fields, got 5"),
+    ("steps: 3\noptim:\n  lr: x\n", r"c\.yaml:3: optim.lr must be a number, got 'x'"),
+    ("optim:\n  weight_decay: 0.1\n  lr: -1\n", r"c\.yaml:3: optim.lr must be > 0"),
+    ("rollout:\n  top_p: 0.5\n  n_fresh: 7\n", r"c\.yaml:3: budget too small"),
+    ("steps: 3\nsteps: 4\n", r"c\.yaml:2: steps is given twice"),
+    ("steps: 2.5\n", r"c\.yaml:1: steps must be an integer, got 2.5"),
+    ("loss:\n  beta: .inf\n", r"c\.yaml:2: loss.beta must be a finite number"),
+    ("optim: {lr: nan}\n", r"c\.yaml:1: optim.lr must be a finite number"),
+    ("lora: {enabled: maybe}\n", r"c\.yaml:1: lora.enabled must be true or false"),
+    ("method: grpo\nrollout: {method: srpo}\n", r"c\.yaml:2: rollout.method follows method"),
+    ("rollout:\n  max_new_tokens: null\n  temperature: null\n", r"c\.yaml:3: rollout.temperature must not be null"),
+])
+def test_config_file_errors_name_file_line_and_field(tmp_path, text, match):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=match) as e:
+        C.parse_args(["--config", str(p)])
+    assert "\n" not in str(e.value)
+
+
+def _float_fields():
+    from llm.cli import _optional, leaves
+    return [n for n, h in leaves(C.TrainConfig).items() if _optional(h)[1] is float]
+
+
+@pytest.mark.parametrize("name", _float_fields())
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+def test_non_finite_values_are_refused_for_every_float_field(name, value):
+    with pytest.raises(ValueError, match=rf"{name} must be a finite number"):
+        C.parse_args([f"--{name}", value])
+
+
+def test_non_finite_betas_refused():
+    with pytest.raises(ValueError, match="finite"):
+        C.parse_args(["--betas", "0.9,nan"])
+    with pytest.raises(ValueError, match="optim.lr must be a finite number"):
+        C.OptimConfig(lr=float("inf"))
+
+
+def test_command_line_request_counts_the_config_file_fields(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("method: grpo\noptim: {lr: 1.0e-4}\n")
+    cfg, given = C.command_line_request(["--config", str(p), "--steps", "3"])
+    assert given == {"method", "rollout.method", "optim.lr", "steps"} and cfg.method == "grpo"
+    assert C.parse_command_line(["--config", str(p), "--steps", "3"])[1] == {"steps"}
+
+
+def test_new_fields_have_checked_values():
+    with pytest.raises(ValueError, match="long_prompts must be one of"):
+        C.parse_args(["--long_prompts", "trim"])
+    with pytest.raises(ValueError, match="max_skipped_steps must be >= 0"):
+        C.parse_args(["--max_skipped_steps", "-1"])
+    cfg = C.TrainConfig()
+    assert (cfg.max_skipped_steps, cfg.long_prompts, cfg.allow_config_change) == (5, "fail", False)
