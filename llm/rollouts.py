@@ -258,29 +258,33 @@ def _build_grpo(policy, task, problems, cfg, seed, prompt_ids, adv_eps: float = 
     return _finish(samples, rewards, groups, pidx, meta, cfg, stats, adv_eps, adv_std)
 
 
-def choose_reset_steps(reset: ResetDistribution, policy, task, problems, parents: list[tuple[int, Any]],
-                       S: "_Sampler | None", seed: int, pids: list[int]) -> list[dict]:
+def choose_reset_steps(reset: ResetDistribution, task, problems, parents: list[tuple[int, Any]], seed: int,
+                       pids: list[int], *, localize: Callable[[list[str], list[int]], list[str]] | None = None,
+                       fmt=None) -> list[dict]:
     """For each (prompt index, parent sample) the reset's choice (``ResetDistribution.choose``: dict with
     ``k``, localization fields, ``fallback``) plus ``true_first_error`` where the task has a checker
-    (diagnostics only: it never picks ``k`` unless the reset reads the checker). ``S`` renders and samples
-    the localization call (needed by ``self`` only)."""
+    (diagnostics only: it never picks ``k`` unless the reset reads the checker). ``localize(texts, prompt
+    indices) -> replies`` renders and samples the localization call and ``fmt`` parses it (``self`` only)."""
     slot: dict[int, int] = {}
     pars = []
     for i, par in parents:
         pars.append(Parent(prompt=i, slot=slot.get(i, 0), sample=par))
         slot[i] = slot.get(i, 0) + 1
-
-    def localize(texts: list[str], which: list[int]) -> list[str]:
-        return S.complete([render_prompt(policy, t, S.cfg.loc_chat_template) for t in texts], which)
-
-    ctx = ResetContext(task=task, problems=problems, seed=seed, prompt_ids=pids,
-                       localize=None if S is None else localize, fmt=getattr(policy, "fmt", None))
+    ctx = ResetContext(task=task, problems=problems, seed=seed, prompt_ids=pids, localize=localize, fmt=fmt)
     out = reset.choose(pars, ctx)
     if getattr(task, "has_step_checker", False):
         for d, p in zip(out, pars):
             e = task.first_error(problems[p.prompt], list(p.sample.thoughts))
             d["true_first_error"] = None if e is None else int(e)
     return out
+
+
+def localizer(policy, cfg: RolloutConfig, complete: Callable[[list, list[int]], list[str]]):
+    """The ``localize`` callable of :func:`choose_reset_steps`: renders each localization prompt
+    (``cfg.loc_chat_template``) and hands the batch to ``complete(prompts, prompt indices)``."""
+    def localize(texts: list[str], which: list[int]) -> list[str]:
+        return complete([render_prompt(policy, t, cfg.loc_chat_template) for t in texts], which)
+    return localize
 
 
 def localization_stats(steps: list[dict], parents: list[tuple[int, Any]]) -> dict:
@@ -343,7 +347,8 @@ def _build_reset(policy, task, problems, cfg: RolloutConfig, seed, prompt_ids, a
             kept_of[i] += score(i, row)
     # 3) reset steps, 4) continuations
     flat_parents = [(i, par) for i in range(P) for par in parents_of[i]]
-    steps = choose_reset_steps(reset, policy, task, problems, flat_parents, S, seed, pids)
+    steps = choose_reset_steps(reset, task, problems, flat_parents, seed, pids,
+                               localize=localizer(policy, cfg, S.complete), fmt=getattr(policy, "fmt", None))
     pre = [prefix_ids_for_reset(par, d["k"]) for (_, par), d in zip(flat_parents, steps)]
     caps = [[c for c in getattr(par, "cap_ends", ()) if c <= len(q)] for (_, par), q in zip(flat_parents, pre)]
     conts = [score(i, row) for (i, _), row in zip(flat_parents, S.continue_many(

@@ -217,7 +217,8 @@ class ArithTask(Task):
 
     def space_size(self) -> int:
         """Number of distinct problems at this difficulty (both splits)."""
-        return sum((10 ** self.digits) ** k * len(self.ops) ** (k - 1) for k in range(self.min_terms, self.max_terms + 1))
+        return sum((10 ** self.digits) ** k * len(self.ops) ** (k - 1)
+                   for k in range(self.min_terms, self.max_terms + 1))
 
     def distinct(self, n: int, seed: int, split: str = "test") -> list[Problem]:
         """``n`` *different* problems of ``split`` (seeded), or every problem of the split when it holds fewer:
