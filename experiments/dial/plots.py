@@ -1,0 +1,172 @@
+"""Figures and tables of the reset experiment (``llm_dial_stage1.*``, ``llm_dial_stage2.*``)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from .stage1 import arm_q
+
+ARM_COLORS = {"start": "tab:gray", "grpo": "tab:gray", "random": "tab:purple", "random_failed": "tab:blue",
+              "rrpo": "tab:blue", "noisy": "tab:orange", "oracle": "tab:green", "self": "tab:red", "srpo": "tab:red"}
+LENGTH_MARKERS = ["o", "s", "^", "D"]
+
+STAGE1_FIELDS = ["length", "arm", "q", "resets", "informative", "informative_lo", "informative_hi", "hit", "hit_lo",
+                 "hit_hi", "clean", "inv_n", "rel", "proj", "proj_ci", "proj_sd", "proj_se_prompts",
+                 "proj_se_reference", "proj_reset_per_sample", "vs_random_failed", "vs_random_failed_lo",
+                 "vs_random_failed_hi", "samples_snr", "samples_snr_lo", "samples_snr_hi", "tokens_per_prompt",
+                 "success"]
+
+
+def stage1_rows(s1: dict) -> list[dict]:
+    rows = []
+    for L, s in s1.items():
+        for lab, a in s["arms"].items():
+            b = a.get("vs_random_failed_boot", (np.nan, np.nan))
+            rows.append(dict(length=L, arm=lab, q=arm_q(lab), resets=a["resets"], informative=a["informative"],
+                             informative_lo=a["informative_ci"][0], informative_hi=a["informative_ci"][1],
+                             hit=a["hit"], hit_lo=a["hit_ci"][0], hit_hi=a["hit_ci"][1], clean=a["clean"],
+                             inv_n=a["inv_n"], rel=a["rel"], proj=a["proj"], proj_ci=a["proj_ci"], proj_sd=a["proj_sd"],
+                             proj_se_prompts=a["proj_se_prompts"], proj_se_reference=a["proj_se_reference"],
+                             proj_reset_per_sample=a["proj_reset_per_sample"],
+                             vs_random_failed=a["proj"] - s["arms"]["random_failed"]["proj"],
+                             vs_random_failed_lo=b[0], vs_random_failed_hi=b[1], samples_snr=a["samples_snr"],
+                             samples_snr_lo=a["samples_snr_ci"][0], samples_snr_hi=a["samples_snr_ci"][1],
+                             tokens_per_prompt=a["tokens_per_prompt"], success=s["success"]))
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def plot_stage1(s1: dict, out: Path) -> None:
+    """(a) per-prompt projection against q (noisy family, chord, self at its measured q); (b) informative-
+    reset rate per arm (Wilson 95%); (c) trained samples for signal-to-noise 2 (bootstrap 95%)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 3, figsize=(17, 4.6))
+    labels = list(next(iter(s1.values()))["arms"])
+    width = 0.8 / max(len(s1), 1)
+    for j, (L, s) in enumerate(s1.items()):
+        mk, A, fit = LENGTH_MARKERS[j % 4], s["arms"], s["fit"]
+        qa = [lab for lab in A if arm_q(lab) is not None]
+        q = np.array([arm_q(lab) for lab in qa])
+        y = np.array([A[lab]["proj"] for lab in qa])
+        e = np.array([A[lab]["proj_ci"] for lab in qa])
+        ax[0].errorbar(q, y, yerr=np.nan_to_num(e), fmt=mk, color=f"C{j}", capsize=3,
+                       label=f"{L} terms: RRPO, noisy(q), oracle")
+        xs = np.linspace(0, 1, 11)
+        ax[0].plot(xs, fit["intercept"] + fit["slope"] * xs, "-", color=f"C{j}", lw=1)
+        if np.isfinite(fit.get("q_self", np.nan)):
+            ax[0].errorbar([fit["q_self"]], [A["self"]["proj"]], yerr=[np.nan_to_num(A["self"]["proj_ci"])], fmt="*", ms=12,
+                           color=f"C{j}", mec="k", capsize=3, label=f"{L} terms: SRPO at its measured q")
+        ax[0].axhline(A["start"]["proj"], color=f"C{j}", ls=":", lw=1)
+        pos = np.arange(len(labels)) + (j - (len(s1) - 1) / 2) * width
+        inf = np.array([A[lab]["informative"] for lab in labels], dtype=float)
+        lo = np.array([A[lab]["informative_ci"][0] for lab in labels], dtype=float)
+        hi = np.array([A[lab]["informative_ci"][1] for lab in labels], dtype=float)
+        ax[1].bar(pos, np.nan_to_num(inf), width, color=f"C{j}", alpha=0.8, label=f"{L} terms")
+        ok = np.isfinite(inf) & np.isfinite(lo) & np.isfinite(hi)
+        ax[1].errorbar(pos[ok], inf[ok], yerr=[np.clip(inf[ok] - lo[ok], 0, None), np.clip(hi[ok] - inf[ok], 0, None)],
+                       fmt="none", ecolor="k", capsize=2)
+        ns = np.array([A[lab]["samples_snr"] for lab in labels], dtype=float)
+        nlo = np.array([A[lab]["samples_snr_ci"][0] for lab in labels], dtype=float)
+        nhi = np.array([A[lab]["samples_snr_ci"][1] for lab in labels], dtype=float)
+        ns_plot = np.where(np.isfinite(ns), ns, np.nan)
+        ax[2].bar(pos, np.nan_to_num(ns_plot), width, color=f"C{j}", alpha=0.8, label=f"{L} terms")
+        ok = np.isfinite(nlo) & np.isfinite(nhi) & np.isfinite(ns)
+        ax[2].errorbar(pos[ok], ns[ok], yerr=[np.clip(ns[ok] - nlo[ok], 0, None), np.clip(nhi[ok] - ns[ok], 0, None)],
+                       fmt="none", ecolor="k", capsize=2)
+    ax[0].set_xlabel("q (share of resets at the checker's first error)")
+    ax[0].set_ylabel("per-prompt projection on grad J / |grad J|")
+    ax[0].set_title("Gradient signal vs localizer accuracy (dotted: GRPO)", fontsize=10)
+    ax[1].set_ylabel("reset groups with reward variance")
+    ax[1].set_title("Informative-reset rate (Wilson 95%)", fontsize=10)
+    ax[2].set_ylabel("trained samples for mean / s.e. = 2")
+    ax[2].set_yscale("log")
+    ax[2].set_title("Samples needed for a fixed signal-to-noise (bootstrap 95%)", fontsize=10)
+    for a in ax[1:]:
+        a.set_xticks(np.arange(len(labels)))
+        a.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    for a in ax:
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7)
+    fig.suptitle("Stage 1: one policy, common random numbers across reset arms (no training)")
+    fig.tight_layout()
+    fig.savefig(out / "llm_dial_stage1.png", dpi=120)
+    plt.close(fig)
+
+
+STAGE2_FIELDS = ["length", "arm", "step", "samples", "greedy", "greedy_ci", "sampled", "sampled_ci", "seeds"]
+
+
+def stage2_curves(plan, data: dict) -> list[dict]:
+    from .stats import t_interval
+    rows = []
+    for L in plan.lengths:
+        for a in plan.arms:
+            runs = [data[(L, a, s)]["curve"] for s in plan.seeds if (L, a, s) in data]
+            if not runs:
+                continue
+            for st in sorted({c["step"] for r in runs for c in r}):
+                pts = [c for r in runs for c in r if c["step"] == st]
+                g, gci = t_interval([c["greedy"] for c in pts])
+                sm, sci = t_interval([c["sampled"] for c in pts])
+                rows.append(dict(length=L, arm=a, step=st, samples=float(np.mean([c["samples"] for c in pts])),
+                                 greedy=g, greedy_ci=gci, sampled=sm, sampled_ci=sci, seeds=len(pts)))
+    return rows
+
+
+def plot_stage2(plan, curves: list[dict], contrasts: dict, out: Path) -> None:
+    """Greedy held-out curves per length (mean, 95% t band over seeds) and the contrasts with their Holm
+    intervals and predictions."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(plan.lengths)
+    fig, ax = plt.subplots(1, n + 1, figsize=(5.2 * (n + 1), 4.4))
+    for j, L in enumerate(plan.lengths):
+        for a in plan.arms:
+            c = [r for r in curves if r["length"] == L and r["arm"] == a]
+            if not c:
+                continue
+            x = np.array([r["samples"] for r in c])
+            y = np.array([r["greedy"] for r in c])
+            e = np.nan_to_num(np.array([r["greedy_ci"] for r in c], dtype=float))
+            lab = f"{a}" + (f" (q={plan.q:g})" if a == "noisy" else "")
+            ax[j].plot(x, y, "-o", ms=3, color=ARM_COLORS.get(a), label=lab)
+            ax[j].fill_between(x, y - e, y + e, color=ARM_COLORS.get(a), alpha=0.12)
+        ax[j].set_xlabel("trained samples")
+        ax[j].set_ylabel("held-out greedy pass@1 (shared set)")
+        ax[j].set_title(f"{L} terms ({len(plan.seeds)} seeds, 95% t band)", fontsize=10)
+        ax[j].grid(alpha=0.3)
+        ax[j].legend(fontsize=7)
+    names = list(contrasts)
+    m = np.array([contrasts[k]["mean"] for k in names], dtype=float)
+    lo = np.array([contrasts[k]["lo"] for k in names], dtype=float)
+    hi = np.array([contrasts[k]["hi"] for k in names], dtype=float)
+    pr = np.array([contrasts[k]["predicted"] for k in names], dtype=float)
+    yy = np.arange(len(names))
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    ax[n].errorbar(m, yy, xerr=[np.where(ok, m - lo, 0), np.where(ok, hi - m, 0)], fmt="o", color="k", capsize=4,
+                   label="measured, Holm-level interval")
+    ax[n].plot(pr, yy, "x", color="tab:red", ms=9, label="predicted (stage 1)")
+    ax[n].axvline(0, color="k", lw=0.8, ls=":")
+    ax[n].set_yticks(yy)
+    ax[n].set_yticklabels([f"{k}: {contrasts[k]['text']}" for k in names], fontsize=7)
+    ax[n].set_xlabel("difference in final greedy pass@1 (paired by seed)")
+    ax[n].set_title("Pre-registered contrasts", fontsize=10)
+    ax[n].grid(alpha=0.3)
+    ax[n].legend(fontsize=7)
+    fig.suptitle("Stage 2: training with each reset distribution (one held-out set per length)")
+    fig.tight_layout()
+    fig.savefig(out / "llm_dial_stage2.png", dpi=120)
+    plt.close(fig)
