@@ -44,9 +44,9 @@ PROFILES = {
                   extra=["--rollout.max_thoughts", "4", "--rollout.max_thought_tokens", "8", "--train_size", "64",
                          "--loc_max_new_tokens", "8"], inprocess=True),
     "quick": dict(s1=dict(prompts=96, ref_prompts=384, ref_samples=8, folds=2, boot=500), seeds=[0, 1], steps=20,
-                  prompts_per_step=16, eval_size=1000, eval_every=10, target_gain=0.03, extra=[], inprocess=False),
+                  prompts_per_step=16, eval_size=1000, eval_every=10, target_gain=0.05, extra=[], inprocess=False),
     "full": dict(s1=dict(prompts=1024, ref_prompts=2048, ref_samples=16, folds=4, boot=1000), seeds="auto",
-                 steps=100, prompts_per_step=16, eval_size=1000, eval_every=20, target_gain=0.03, extra=[],
+                 steps=100, prompts_per_step=16, eval_size=1000, eval_every=20, target_gain=0.05, extra=[],
                  inprocess=False),
 }
 
