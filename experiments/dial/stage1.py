@@ -82,10 +82,21 @@ def select(reset, tries: list, cfg: RolloutConfig) -> ArmView:
 
 
 def sample_tries(pol, task, problems, cfg: RolloutConfig, seed: int) -> list[list[tuple]]:
-    g = torch.Generator().manual_seed(seed)
+    """16 scored i.i.d. tries per prompt, drawn lazily: 8 for every prompt (GRPO's group, every first round),
+    the other 8 only for prompts whose first round (``n_fresh + n_resets`` tries) holds no failed try with a
+    thought (the reset arms then read up to 16)."""
+    first = cfg.n_fresh + cfg.n_resets
     prompts = [task.prompt(p) for p in problems]
-    out = pol.generate(prompts, n=TRIES, generator=g, **sampling_kwargs(cfg))
-    return [[(s, float(task.reward(p, s.text))) for s in row] for p, row in zip(problems, out)]
+
+    def draw(which, n, g):
+        rows = pol.generate([prompts[i] for i in which], n=n, generator=g, **sampling_kwargs(cfg)) if which else []
+        return [[(s, float(task.reward(problems[i], s.text))) for s in row] for i, row in zip(which, rows)]
+
+    tries = draw(list(range(len(problems))), TRIES // 2, torch.Generator().manual_seed(seed))
+    short = [i for i, t in enumerate(tries) if not any(r < 1.0 and s.thoughts for s, r in t[:first])]
+    for i, more in zip(short, draw(short, TRIES - TRIES // 2, torch.Generator().manual_seed(seed + 7))):
+        tries[i] += more
+    return tries
 
 
 def continuations(pol, task, problems, tries, points: list[tuple], cfg: RolloutConfig, seed: int) -> dict:
