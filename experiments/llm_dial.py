@@ -43,8 +43,8 @@ PROFILES = {
                   prompts_per_step=2, eval_size=8, eval_every=1, target_gain=0.05,
                   extra=["--rollout.max_thoughts", "4", "--rollout.max_thought_tokens", "8", "--train_size", "64",
                          "--loc_max_new_tokens", "8"], inprocess=True),
-    "quick": dict(s1=dict(prompts=96, ref_prompts=384, ref_samples=8, folds=2, boot=500), seeds=[0, 1], steps=20,
-                  prompts_per_step=16, eval_size=1000, eval_every=10, target_gain=0.05, extra=[], inprocess=False),
+    "quick": dict(s1=dict(prompts=128, ref_prompts=512, ref_samples=8, folds=2, boot=500), seeds=[0, 1], steps=20,
+                  prompts_per_step=16, eval_size=1000, eval_every=20, target_gain=0.05, extra=[], inprocess=False),
     "full": dict(s1=dict(prompts=1024, ref_prompts=2048, ref_samples=16, folds=4, boot=1000), seeds="auto",
                  steps=100, prompts_per_step=16, eval_size=1000, eval_every=20, target_gain=0.05, extra=[],
                  inprocess=False),
@@ -79,7 +79,7 @@ def run_stage1(args, prof: dict, log) -> dict:
                          ref_samples=p["ref_samples"], seed=args.seed, folds=p["folds"], log=log)
         raw[L] = res
         out[L] = analysis.summarise_length(res, boot=p["boot"], seed=args.seed)
-        out[L]["seconds"] = res["seconds"]
+        out[L]["seconds"], out[L]["cpu_seconds"] = res["seconds"], res["cpu_seconds"]
     return out
 
 
@@ -107,6 +107,24 @@ def compare_outputs(args, plan, data: dict, out: Path) -> None:
     (out / "llm_compare.json").write_text(json.dumps({"config": cfg, "summary": summary}, indent=1, default=float))
 
 
+def read_pilot(args, out: Path) -> dict | None:
+    """The pilot of the power calculation (``--pilot``), or None."""
+    if args.pilot == "none" or (args.pilot == "auto" and args.profile != "full"):
+        return None
+    path = out / "llm_dial.json" if args.pilot == "auto" else Path(args.pilot)
+    if not path.is_file():
+        return None
+    prev = json.loads(path.read_text())
+    c = prev.get("config", {})
+    if args.pilot == "auto" and (c.get("profile") != "quick" or c.get("model") != args.model
+                                 or list(c.get("lengths", [])) != list(args.lengths)):
+        return None
+    p = contrasts.pilot_from(prev)
+    if p is not None:
+        p["source"] = str(path)
+    return p
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
@@ -117,13 +135,18 @@ def main(argv=None) -> int:
     ap.add_argument("--q", type=float, default=0.5, help="q of the noisy arm in stage 2")
     ap.add_argument("--target_gain", type=float, default=None, help="target = step-0 pass@1 + this")
     ap.add_argument("--seed", type=int, default=0, help="stage-1 seed")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads of stage 1")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads of stage 1 (1: on a shared machine more threads spin-wait for each other)")
     ap.add_argument("--jobs", type=int, default=2, help="stage-2 runs in parallel (one thread each)")
     ap.add_argument("--runs", default=None, help="run directory (default runs/llm_dial/<profile>)")
     ap.add_argument("--out", default=str(ROOT / "paper_figs"))
     ap.add_argument("--stage", choices=["1", "2", "both"], default="both",
                     help="2: reuse the stage-1 results saved in the run directory")
     ap.add_argument("--force", action="store_true", help="re-run finished training runs")
+    ap.add_argument("--pilot", default="auto",
+                    help="a finished llm_dial.json whose stage 2 measures the sd of paired differences for the power "
+                         "calculation ('auto', full profile: <out>/llm_dial.json when it is a quick run of this model "
+                         "and these lengths; 'none')")
     args = ap.parse_args(argv)
     prof = PROFILES[args.profile]
     args.lengths = args.lengths or default_lengths(args.model)
@@ -146,7 +169,8 @@ def main(argv=None) -> int:
         s1_file.write_text(json.dumps({str(k): v for k, v in s1.items()}, default=float))
     t1 = time.perf_counter() - t0
     steps = args.steps or prof["steps"]
-    power = {L: analysis.stage2_power(s["arms"], steps, prof["prompts_per_step"]) for L, s in s1.items()}
+    pilot = read_pilot(args, out)
+    power = {L: analysis.stage2_power(s["arms"], steps, prof["prompts_per_step"], pilot=pilot) for L, s in s1.items()}
     seeds = args.seeds or prof["seeds"]
     if seeds == "auto" or seeds == ["auto"]:
         seeds = list(range(max(p["n"] for p in power.values())))

@@ -220,6 +220,7 @@ def test_stage1_verdict_rules():
     assert analysis.linearity_verdict({**fit, "chord_residuals": {"x": (0.02, 0.01)}}) == "not resolved at this size"
     assert analysis.linearity_verdict({**fit, "ci": {"slope": (-0.05, -0.01)}}) == "contradicted"
     assert analysis.proportionality_verdict(fit) == "consistent"
+    assert analysis.proportionality_verdict({"ci": {"beta_ratio": (-20.0, 30.0)}}) == "not resolved at this size"
     assert analysis.proportionality_verdict({"ci": {"beta_ratio": (1.1, 2.0)}}) == "not proportional"
     assert analysis.self_verdict(fit) == "below the line"
     assert analysis.self_verdict({"ci": {"self_gap": (-0.01, 0.02)}}) == "on the line"
@@ -237,3 +238,17 @@ def test_stage2_power_model():
     assert p["effect_over_sd"] == pytest.approx(eff)
     assert stats.mde_paired(1.0, p["n_model"], 0.05 / 3) <= eff < stats.mde_paired(1.0, p["n_model"] - 1, 0.05 / 3)
     assert p["n"] == max(p["n_model"], 10)
+
+
+def test_pilot_from_pools_paired_differences():
+    rows = [dict(length=L, arm=a, seed=s, final=f) for L, vals in
+            ((3, {"a": (0.5, 0.6), "b": (0.52, 0.58)}), (6, {"a": (0.3, 0.3), "b": (0.31, 0.35)}))
+            for a, (f0, f1) in vals.items() for s, f in ((0, f0), (1, f1))]
+    res = {"stage2": {"per_seed": rows, "predicted": {"C1": 0.02}, "plan": {"steps": 20}}, "config": {"profile": "quick"}}
+    p = contrasts.pilot_from(res)
+    # pairs a-b: L3 d = (-0.02, 0.02) var 0.0008; L6 d = (-0.01, -0.05) var 0.0008; pooled over 2 df
+    assert p["df"] == 2 and p["sd"] == pytest.approx(math.sqrt(0.0008)) and p["delta"] == 0.02
+    assert contrasts.pilot_from({"stage2": {"per_seed": [r for r in rows if r["seed"] == 0]}}) is None
+    arms = {"oracle": {"proj": 0.12, "proj_sd": 0.3}, "random_failed": {"proj": 0.10, "proj_sd": 0.3}}
+    pw = analysis.stage2_power(arms, 100, 16, pilot=p)
+    assert pw["n_pilot"] == stats.seeds_needed(0.02, p["sd"], 0.05 / 3) and pw["n"] == max(pw["n_pilot"], 10)

@@ -165,12 +165,15 @@ def linearity_verdict(fit: dict) -> str:
 
 
 def proportionality_verdict(fit: dict) -> str:
-    """P2: "consistent" if the bootstrap interval of beta(oracle) / beta(random_failed) contains 1, "not
-    proportional" if it excludes 1, "not resolved" when it is undefined."""
+    """P2: with ``[lo, hi]`` the bootstrap interval of beta(oracle) / beta(random_failed): "not proportional"
+    if it excludes 1; "consistent" if it contains 1 and lies within [1/3, 3] (the ratio is known to a
+    factor of 3); else "not resolved" (a denominator near 0 makes the ratio unbounded)."""
     lo, hi = fit["ci"].get("beta_ratio", (np.nan, np.nan))
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return "not resolved at this size"
-    return "consistent" if lo <= 1 <= hi else "not proportional"
+    if lo > 1 or hi < 1:
+        return "not proportional"
+    return "consistent" if 1 / 3 <= lo and hi <= 3 else "not resolved at this size"
 
 
 def self_verdict(fit: dict) -> str:
@@ -198,7 +201,7 @@ def difficulty_verdict(gaps: list[tuple[float, tuple[float, float]]]) -> str:
 # ----------------------------------------------------------------------------- power of stage 2
 
 def stage2_power(arms: dict, steps: int, prompts_per_step: int, alpha: float = 0.05, m: int = 3,
-                 power: float = 0.8, minimum: int = 10, cap: int = 40) -> dict:
+                 power: float = 0.8, minimum: int = 10, cap: int = 40, pilot: dict | None = None) -> dict:
     """Seeds stage 2 needs to detect the predicted oracle - random_failed difference (first-order model).
 
     Model: a run's held-out gain is proportional to the projection of its summed updates on the reference
@@ -208,10 +211,17 @@ def stage2_power(arms: dict, steps: int, prompts_per_step: int, alpha: float = 0
     ``delta / sd_d = sqrt(T P) (mu_o - mu_r) / sqrt(sd_o^2 + sd_r^2)``. Seeds: the smallest ``n`` with
     ``(t_{1-a/2} + t_power) sd_d / sqrt(n) <= delta`` at ``a = alpha / m`` (Holm's first step over the
     ``m`` contrasts), at least ``minimum`` (the model ignores every noise source but gradient sampling)
-    and at most ``cap``."""
+    and at most ``cap``. With a ``pilot`` (``contrasts.pilot_from``: the measured sd of paired final-accuracy
+    differences and the predicted C1 of a smaller finished run) also ``n_pilot``, the seeds that detect the
+    pilot's predicted difference at its measured sd (conservative: under the model both grow with the run's
+    length, their ratio like its square root); ``n`` is the largest of the three."""
     o, r = arms["oracle"], arms["random_failed"]
     eff = math.sqrt(steps * prompts_per_step) * (o["proj"] - r["proj"]) / math.sqrt(o["proj_sd"] ** 2 + r["proj_sd"] ** 2)
     n_model = seeds_needed(eff, 1.0, alpha / m, power, cap=10_000) if eff > 0 else 10_000
-    return dict(effect_over_sd=eff, n_model=n_model, n=int(min(max(n_model, minimum), cap)), alpha=alpha / m,
+    n_pilot = None
+    if pilot and pilot.get("delta", 0) > 0:
+        n_pilot = seeds_needed(pilot["delta"], pilot["sd"], alpha / m, power, cap=10_000)
+    n = int(min(max(n_model, n_pilot or 0, minimum), cap))
+    return dict(effect_over_sd=eff, n_model=n_model, n_pilot=n_pilot, pilot=pilot, n=n, alpha=alpha / m,
                 power=power, steps=steps, prompts_per_step=prompts_per_step, minimum=minimum, cap=cap,
-                mde_at_n_in_sd=mde_paired(1.0, int(min(max(n_model, minimum), cap)), alpha / m, power))
+                mde_at_n_in_sd=mde_paired(1.0, n, alpha / m, power))

@@ -157,3 +157,29 @@ def predicted_effects(plan, s1: dict, out: dict) -> dict:
         d[L] = float(np.mean(g)) * (arms["oracle"]["proj"] - arms["random_failed"]["proj"]) / arms["start"]["proj"]
     lo, hi = min(plan.lengths), max(plan.lengths)
     return {"C1": d[hi], "C2": d[hi] - d[lo], "C3": float(np.mean(list(d.values()))), "by_length": d}
+
+
+def pilot_from(result: dict) -> dict | None:
+    """A pilot for the power calculation from a finished run's ``llm_dial.json`` (e.g. the quick profile):
+    ``sd`` = the standard deviation of per-seed paired differences of the final greedy pass@1, pooled over
+    every pair of arms and every length (one degree of freedom per pair and seed beyond the first), and
+    ``delta`` = that run's predicted C1. None when it has fewer than two seeds."""
+    import itertools
+    s2 = result.get("stage2") or {}
+    rows = s2.get("per_seed") or []
+    seeds = sorted({r["seed"] for r in rows})
+    if len(seeds) < 2:
+        return None
+    val = {(r["length"], r["arm"], r["seed"]): r["final"] for r in rows}
+    var, df = [], 0
+    for L in sorted({r["length"] for r in rows}):
+        arms = sorted({r["arm"] for r in rows if r["length"] == L})
+        for a, b in itertools.combinations(arms, 2):
+            d = [val[(L, a, s)] - val[(L, b, s)] for s in seeds if (L, a, s) in val and (L, b, s) in val]
+            if len(d) > 1:
+                var.append(np.var(d, ddof=1) * (len(d) - 1))
+                df += len(d) - 1
+    if not df:
+        return None
+    return dict(sd=float(math.sqrt(sum(var) / df)), df=df, delta=float(s2["predicted"]["C1"]),
+                steps=s2["plan"]["steps"], seeds=len(seeds), profile=result["config"]["profile"])

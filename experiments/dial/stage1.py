@@ -189,7 +189,7 @@ def project(rows: dict, s_of: dict, K: int, norm: float) -> None:
 def run_length(pol, task, cfg: RolloutConfig, *, prompts: int, ref_prompts: int, ref_samples: int, seed: int,
                qs=(0.25, 0.5, 0.75), folds: int = 2, batch: int = 64, log=print) -> dict:
     """Stage 1 at one difficulty: the per-prompt rows of every arm and the reference direction's quality."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     problems = task.sample(prompts, seed=seed, split="train")
     tries = sample_tries(pol, task, problems, cfg, seed)
     arm_resets = arms(qs)
@@ -197,14 +197,14 @@ def run_length(pol, task, cfg: RolloutConfig, *, prompts: int, ref_prompts: int,
     points = sorted({(i, v.parent, v.choice["k"]) for vs in views.values() for i, v in enumerate(vs)
                      if v.parent is not None})
     conts = continuations(pol, task, problems, tries, points, cfg, seed + 2)
-    t_roll = time.perf_counter() - t0
+    t_roll, c_roll = time.perf_counter() - t0, time.process_time() - c0
     ref_probs = task.sample(ref_prompts, seed=seed + 1000, split="train")
     g = torch.Generator().manual_seed(seed + 3)
     ref_rows = pol.generate([task.prompt(p) for p in ref_probs], n=ref_samples, generator=g, **sampling_kwargs(cfg))
     ref_rew = [[float(task.reward(p, s.text)) for s in row] for p, row in zip(ref_probs, ref_rows)]
     ref = reference_gradient(pol, ref_rows, ref_rew, cfg.temperature, folds=folds, batch=batch)
     del ref_rows
-    t_ref = time.perf_counter() - t0 - t_roll
+    t_ref, c_ref = time.perf_counter() - t0 - t_roll, time.process_time() - c0 - c_roll
     # projections of every trained sequence with a non-zero advantage in some arm, on every fold
     rows = groups_of(views, tries, conts, loc_tokens, cfg)
     need = sorted({k for rs in rows.values() for r in rs for k, a in zip(r["keys"], r["adv"]) if a != 0.0})
@@ -212,14 +212,15 @@ def run_length(pol, task, cfg: RolloutConfig, *, prompts: int, ref_prompts: int,
     S = directional_derivatives(pol, seqs, ref["g_folds"], batch=batch).numpy() if seqs else np.zeros((0, folds))
     norm = math.sqrt(ref["sq_norm"]) if ref["sq_norm"] > 0 else float("nan")
     project(rows, dict(zip(need, S)), folds, norm)
-    t_all = time.perf_counter() - t0
+    t_all, c_all = time.perf_counter() - t0, time.process_time() - c0
     log(f"    stage 1 {task.settings()}: {prompts} prompts, {len(points)} reset points, {len(seqs)} sequences "
         f"projected; reference {ref['chains']} chains in {folds} folds (fold cosine {ref['fold_cosine']:.2f}); "
-        f"{t_all:.0f} s")
+        f"{t_all:.0f} s ({c_all:.0f} s CPU)")
     first_round = [r for i in range(prompts) for _, r in tries[i][:cfg.n_fresh + cfg.n_resets]]
     return dict(task=task.settings(), prompts=prompts, rows=rows, success=float(np.mean(first_round)),
                 success_n=len(first_round), ref=dict(sq_norm=ref["sq_norm"], fold_cosine=ref["fold_cosine"],
                                                      folds=folds, chains=ref["chains"], prompts=ref["prompts"],
                                                      success=float(np.mean(ref_rew))),
                 points=len(points), sequences=len(seqs),
-                seconds=dict(rollouts=t_roll, reference=t_ref, total=t_all))
+                seconds=dict(rollouts=t_roll, reference=t_ref, total=t_all),
+                cpu_seconds=dict(rollouts=c_roll, reference=c_ref, total=c_all))

@@ -111,7 +111,11 @@ def _power_text(r) -> list[str]:
         out.append(f"* {L} terms: effect / sd per seed = sqrt(T P) (mu_oracle - mu_RRPO) / sqrt(sd_o^2 + sd_r^2) "
                    f"= {fmt(p['effect_over_sd'], 2)} with T = {p['steps']} steps, P = {p['prompts_per_step']} "
                    f"prompts; seeds for power {p['power']:.0%} at alpha {p['alpha']:.4f} (Holm's first step over 3): "
-                   f"{p['n_model']} by the model, {p['n']} after the floor of {p['minimum']} (cap {p['cap']}).")
+                   f"{p['n_model']} by the model"
+                   + (f", {p['n_pilot']} by the pilot (sd of paired final differences {p['pilot']['sd']:.4f} over "
+                      f"{p['pilot']['df']} df from the {p['pilot']['profile']} run, its predicted oracle - RRPO "
+                      f"{p['pilot']['delta']:+.4f})" if p.get("n_pilot") else "")
+                   + f"; {p['n']} used (floor {p['minimum']}, cap {p['cap']}).")
     return out
 
 
