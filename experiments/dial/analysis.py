@@ -91,6 +91,7 @@ def _derived(A: dict, idx, folds=None) -> dict:
         out["reset_gap"] = orc["proj_reset_per_sample"] - rf["proj_reset_per_sample"]
     out["samples_snr"] = {lab: 8 * samples_for_snr(r["proj"], r["proj_sd"], SNR) for lab, r in rates.items()}
     out["proj"] = {lab: r["proj"] for lab, r in rates.items()}
+    out["reset"] = {lab: r["proj_reset_per_sample"] for lab, r in rates.items()}
     return out
 
 
@@ -137,6 +138,7 @@ def summarise_length(res: dict, boot: int = 1000, seed: int = 0) -> dict:
                                                    "beta_ratio", "reset_gap") if k in point}
     for lab in arms:
         arms[lab]["samples_snr_ci"] = _pct([b["samples_snr"][lab] for b in bs])
+        arms[lab]["proj_reset_per_sample_ci"] = _pct([b["reset"][lab] for b in bs])
     # P1 lack of fit: the noisy arms' distance from the line through the end points, paired per prompt
     q_arms = [lab for lab in A if arm_q(lab) is not None]
     resid = {}

@@ -14,7 +14,7 @@ LENGTH_MARKERS = ["o", "s", "^", "D"]
 
 STAGE1_FIELDS = ["length", "arm", "q", "resets", "informative", "informative_lo", "informative_hi", "hit", "hit_lo",
                  "hit_hi", "clean", "inv_n", "rel", "proj", "proj_ci", "proj_sd", "proj_se_prompts",
-                 "proj_se_reference", "proj_reset_per_sample", "vs_random_failed", "vs_random_failed_lo",
+                 "proj_se_reference", "proj_reset_per_sample", "proj_reset_lo", "proj_reset_hi", "vs_random_failed", "vs_random_failed_lo",
                  "vs_random_failed_hi", "samples_snr", "samples_snr_lo", "samples_snr_hi", "tokens_per_prompt",
                  "success"]
 
@@ -30,6 +30,8 @@ def stage1_rows(s1: dict) -> list[dict]:
                              inv_n=a["inv_n"], rel=a["rel"], proj=a["proj"], proj_ci=a["proj_ci"], proj_sd=a["proj_sd"],
                              proj_se_prompts=a["proj_se_prompts"], proj_se_reference=a["proj_se_reference"],
                              proj_reset_per_sample=a["proj_reset_per_sample"],
+                             proj_reset_lo=a.get("proj_reset_per_sample_ci", (np.nan, np.nan))[0],
+                             proj_reset_hi=a.get("proj_reset_per_sample_ci", (np.nan, np.nan))[1],
                              vs_random_failed=a["proj"] - s["arms"]["random_failed"]["proj"],
                              vs_random_failed_lo=b[0], vs_random_failed_hi=b[1], samples_snr=a["samples_snr"],
                              samples_snr_lo=a["samples_snr_ci"][0], samples_snr_hi=a["samples_snr_ci"][1],
@@ -44,55 +46,63 @@ def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
         w.writerows(rows)
 
 
+def _q_panel(ax, s1: dict, key: str, ci_of, title: str, ylabel: str) -> None:
+    """``key`` of the q arms against q, the chord from RRPO to the oracle, SRPO at its measured q, GRPO dotted."""
+    for j, (L, s) in enumerate(s1.items()):
+        A, fit = s["arms"], s["fit"]
+        qa = [lab for lab in A if arm_q(lab) is not None]
+        q = np.array([arm_q(lab) for lab in qa])
+        y = np.array([A[lab][key] for lab in qa], dtype=float)
+        lo, hi = np.array([ci_of(A[lab]) for lab in qa], dtype=float).T
+        ax.errorbar(q, y, yerr=[np.nan_to_num(np.clip(y - lo, 0, None)), np.nan_to_num(np.clip(hi - y, 0, None))],
+                    fmt=LENGTH_MARKERS[j % 4], color=f"C{j}", capsize=3, label=f"{L} terms: RRPO, noisy(q), oracle")
+        ax.plot([0, 1], [A["random_failed"][key], A["oracle"][key]], "-", color=f"C{j}", lw=1)
+        qs = fit.get("q_self", np.nan)
+        if np.isfinite(qs):
+            ylo, yhi = ci_of(A["self"])
+            ys = A["self"][key]
+            ax.errorbar([qs], [ys], yerr=[[np.nan_to_num(max(ys - ylo, 0))], [np.nan_to_num(max(yhi - ys, 0))]], fmt="*",
+                        ms=12, color=f"C{j}", mec="k", capsize=3, label=f"{L} terms: SRPO at its measured q")
+        if key == "proj":
+            ax.axhline(A["start"]["proj"], color=f"C{j}", ls=":", lw=1, label=f"{L} terms: GRPO")
+    ax.set_xlabel("q (share of resets at the checker's first error)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+
+
 def plot_stage1(s1: dict, out: Path) -> None:
-    """(a) per-prompt projection against q (noisy family, chord, self at its measured q); (b) informative-
-    reset rate per arm (Wilson 95%); (c) trained samples for signal-to-noise 2 (bootstrap 95%)."""
+    """(a) a reset sample's projection against q; (b) the per-prompt projection of the whole update against q
+    (GRPO dotted); (c) informative-reset rate per arm (Wilson 95%); (d) trained samples for signal-to-noise 2
+    (bootstrap 95%). Projections in units of |grad J|; intervals hold the prompts' and the reference's noise."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 3, figsize=(17, 4.6))
+    fig, ax = plt.subplots(1, 4, figsize=(22, 4.8))
+    _q_panel(ax[0], s1, "proj_reset_per_sample", lambda a: a.get("proj_reset_per_sample_ci", (np.nan, np.nan)),
+             "A reset sample's gradient signal vs localizer accuracy", "projection on grad J / |grad J| per reset sample")
+    _q_panel(ax[1], s1, "proj", lambda a: (a["proj"] - a["proj_ci"], a["proj"] + a["proj_ci"]),
+             "Whole update (4 fresh + 4 reset) per prompt", "per-prompt projection on grad J / |grad J|")
     labels = list(next(iter(s1.values()))["arms"])
     width = 0.8 / max(len(s1), 1)
     for j, (L, s) in enumerate(s1.items()):
-        mk, A, fit = LENGTH_MARKERS[j % 4], s["arms"], s["fit"]
-        qa = [lab for lab in A if arm_q(lab) is not None]
-        q = np.array([arm_q(lab) for lab in qa])
-        y = np.array([A[lab]["proj"] for lab in qa])
-        e = np.array([A[lab]["proj_ci"] for lab in qa])
-        ax[0].errorbar(q, y, yerr=np.nan_to_num(e), fmt=mk, color=f"C{j}", capsize=3,
-                       label=f"{L} terms: RRPO, noisy(q), oracle")
-        xs = np.linspace(0, 1, 11)
-        ax[0].plot(xs, fit["intercept"] + fit["slope"] * xs, "-", color=f"C{j}", lw=1)
-        if np.isfinite(fit.get("q_self", np.nan)):
-            ax[0].errorbar([fit["q_self"]], [A["self"]["proj"]], yerr=[np.nan_to_num(A["self"]["proj_ci"])], fmt="*", ms=12,
-                           color=f"C{j}", mec="k", capsize=3, label=f"{L} terms: SRPO at its measured q")
-        ax[0].axhline(A["start"]["proj"], color=f"C{j}", ls=":", lw=1)
+        A = s["arms"]
         pos = np.arange(len(labels)) + (j - (len(s1) - 1) / 2) * width
-        inf = np.array([A[lab]["informative"] for lab in labels], dtype=float)
-        lo = np.array([A[lab]["informative_ci"][0] for lab in labels], dtype=float)
-        hi = np.array([A[lab]["informative_ci"][1] for lab in labels], dtype=float)
-        ax[1].bar(pos, np.nan_to_num(inf), width, color=f"C{j}", alpha=0.8, label=f"{L} terms")
-        ok = np.isfinite(inf) & np.isfinite(lo) & np.isfinite(hi)
-        ax[1].errorbar(pos[ok], inf[ok], yerr=[np.clip(inf[ok] - lo[ok], 0, None), np.clip(hi[ok] - inf[ok], 0, None)],
-                       fmt="none", ecolor="k", capsize=2)
-        ns = np.array([A[lab]["samples_snr"] for lab in labels], dtype=float)
-        nlo = np.array([A[lab]["samples_snr_ci"][0] for lab in labels], dtype=float)
-        nhi = np.array([A[lab]["samples_snr_ci"][1] for lab in labels], dtype=float)
-        ns_plot = np.where(np.isfinite(ns), ns, np.nan)
-        ax[2].bar(pos, np.nan_to_num(ns_plot), width, color=f"C{j}", alpha=0.8, label=f"{L} terms")
-        ok = np.isfinite(nlo) & np.isfinite(nhi) & np.isfinite(ns)
-        ax[2].errorbar(pos[ok], ns[ok], yerr=[np.clip(ns[ok] - nlo[ok], 0, None), np.clip(nhi[ok] - ns[ok], 0, None)],
-                       fmt="none", ecolor="k", capsize=2)
-    ax[0].set_xlabel("q (share of resets at the checker's first error)")
-    ax[0].set_ylabel("per-prompt projection on grad J / |grad J|")
-    ax[0].set_title("Gradient signal vs localizer accuracy (dotted: GRPO)", fontsize=10)
-    ax[1].set_ylabel("reset groups with reward variance")
-    ax[1].set_title("Informative-reset rate (Wilson 95%)", fontsize=10)
-    ax[2].set_ylabel("trained samples for mean / s.e. = 2")
-    ax[2].set_yscale("log")
-    ax[2].set_title("Samples needed for a fixed signal-to-noise (bootstrap 95%)", fontsize=10)
-    for a in ax[1:]:
+        for axis, key, ci in ((ax[2], "informative", "informative_ci"), (ax[3], "samples_snr", "samples_snr_ci")):
+            v = np.array([A[lab][key] for lab in labels], dtype=float)
+            lo = np.array([A[lab][ci][0] for lab in labels], dtype=float)
+            hi = np.array([A[lab][ci][1] for lab in labels], dtype=float)
+            axis.bar(pos, np.nan_to_num(np.where(np.isfinite(v), v, np.nan)), width, color=f"C{j}", alpha=0.8,
+                     label=f"{L} terms")
+            ok = np.isfinite(v) & np.isfinite(lo) & np.isfinite(hi)
+            axis.errorbar(pos[ok], v[ok], yerr=[np.clip(v[ok] - lo[ok], 0, None), np.clip(hi[ok] - v[ok], 0, None)],
+                          fmt="none", ecolor="k", capsize=2)
+    ax[2].set_ylabel("reset groups with reward variance")
+    ax[2].set_title("Informative-reset rate (Wilson 95%)", fontsize=10)
+    ax[3].set_ylabel("trained samples for mean / s.e. = 2")
+    ax[3].set_yscale("log")
+    ax[3].set_title("Samples needed for a fixed signal-to-noise (bootstrap 95%)", fontsize=10)
+    for a in ax[2:]:
         a.set_xticks(np.arange(len(labels)))
         a.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
     for a in ax:
@@ -100,7 +110,7 @@ def plot_stage1(s1: dict, out: Path) -> None:
         a.legend(fontsize=7)
     fig.suptitle("Stage 1: one policy, common random numbers across reset arms (no training)")
     fig.tight_layout()
-    fig.savefig(out / "llm_dial_stage1.png", dpi=120)
+    fig.savefig(out / "llm_dial_stage1.png", dpi=110)
     plt.close(fig)
 
 
