@@ -114,7 +114,9 @@ def plot_stage1(s1: dict, out: Path) -> None:
     plt.close(fig)
 
 
-STAGE2_FIELDS = ["length", "arm", "step", "samples", "greedy", "greedy_ci", "sampled", "sampled_ci", "seeds"]
+STAGE2_FIELDS = ["length", "arm", "step", "samples", "greedy", "greedy_ci", "greedy_se", "sampled", "sampled_ci",
+                 "seeds"]
+SHORT = {"C1": "C1: oracle - RRPO\n(longest length)", "C2": "C2: C1 longest -\nC1 shortest", "C3": "C3: trend in q\n(mean over lengths)"}
 
 
 def stage2_curves(plan, data: dict) -> list[dict]:
@@ -129,20 +131,21 @@ def stage2_curves(plan, data: dict) -> list[dict]:
                 pts = [c for r in runs for c in r if c["step"] == st]
                 g, gci = t_interval([c["greedy"] for c in pts])
                 sm, sci = t_interval([c["sampled"] for c in pts])
+                se = float(np.std([c["greedy"] for c in pts], ddof=1) / np.sqrt(len(pts))) if len(pts) > 1 else np.nan
                 rows.append(dict(length=L, arm=a, step=st, samples=float(np.mean([c["samples"] for c in pts])),
-                                 greedy=g, greedy_ci=gci, sampled=sm, sampled_ci=sci, seeds=len(pts)))
+                                 greedy=g, greedy_ci=gci, greedy_se=se, sampled=sm, sampled_ci=sci, seeds=len(pts)))
     return rows
 
 
 def plot_stage2(plan, curves: list[dict], contrasts: dict, out: Path) -> None:
-    """Greedy held-out curves per length (mean, 95% t band over seeds) and the contrasts with their Holm
-    intervals and predictions."""
+    """Greedy held-out curves per length (mean, band of one standard error over seeds) and the contrasts with
+    their Holm-level intervals and predictions."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = len(plan.lengths)
-    fig, ax = plt.subplots(1, n + 1, figsize=(5.2 * (n + 1), 4.4))
+    fig, ax = plt.subplots(1, n + 1, figsize=(5.2 * (n + 1), 4.4), gridspec_kw={"width_ratios": [1] * n + [1.1]})
     for j, L in enumerate(plan.lengths):
         for a in plan.arms:
             c = [r for r in curves if r["length"] == L and r["arm"] == a]
@@ -150,13 +153,13 @@ def plot_stage2(plan, curves: list[dict], contrasts: dict, out: Path) -> None:
                 continue
             x = np.array([r["samples"] for r in c])
             y = np.array([r["greedy"] for r in c])
-            e = np.nan_to_num(np.array([r["greedy_ci"] for r in c], dtype=float))
+            e = np.nan_to_num(np.array([r["greedy_se"] for r in c], dtype=float))
             lab = f"{a}" + (f" (q={plan.q:g})" if a == "noisy" else "")
             ax[j].plot(x, y, "-o", ms=3, color=ARM_COLORS.get(a), label=lab)
             ax[j].fill_between(x, y - e, y + e, color=ARM_COLORS.get(a), alpha=0.12)
         ax[j].set_xlabel("trained samples")
         ax[j].set_ylabel("held-out greedy pass@1 (shared set)")
-        ax[j].set_title(f"{L} terms ({len(plan.seeds)} seeds, 95% t band)", fontsize=10)
+        ax[j].set_title(f"{L} terms ({len(plan.seeds)} seeds; band: mean +- 1 s.e.)", fontsize=10)
         ax[j].grid(alpha=0.3)
         ax[j].legend(fontsize=7)
     names = list(contrasts)
@@ -171,7 +174,7 @@ def plot_stage2(plan, curves: list[dict], contrasts: dict, out: Path) -> None:
     ax[n].plot(pr, yy, "x", color="tab:red", ms=9, label="predicted (stage 1)")
     ax[n].axvline(0, color="k", lw=0.8, ls=":")
     ax[n].set_yticks(yy)
-    ax[n].set_yticklabels([f"{k}: {contrasts[k]['text']}" for k in names], fontsize=7)
+    ax[n].set_yticklabels([SHORT.get(k, k) for k in names], fontsize=8)
     ax[n].set_xlabel("difference in final greedy pass@1 (paired by seed)")
     ax[n].set_title("Pre-registered contrasts", fontsize=10)
     ax[n].grid(alpha=0.3)
