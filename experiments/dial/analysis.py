@@ -226,4 +226,5 @@ def stage2_power(arms: dict, steps: int, prompts_per_step: int, alpha: float = 0
     n = int(min(max(n_model, n_pilot or 0, minimum), cap))
     return dict(effect_over_sd=eff, n_model=n_model, n_pilot=n_pilot, pilot=pilot, n=n, alpha=alpha / m,
                 power=power, steps=steps, prompts_per_step=prompts_per_step, minimum=minimum, cap=cap,
-                mde_at_n_in_sd=mde_paired(1.0, n, alpha / m, power))
+                mde_at_n_in_sd=mde_paired(1.0, n, alpha / m, power),
+                mde_at_n=mde_paired(pilot["sd"], n, alpha / m, power) if pilot else None)

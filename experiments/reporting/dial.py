@@ -115,7 +115,9 @@ def _power_text(r) -> list[str]:
                    + (f", {p['n_pilot']} by the pilot (sd of paired final differences {p['pilot']['sd']:.4f} over "
                       f"{p['pilot']['df']} df from the {p['pilot']['profile']} run, its predicted oracle - RRPO "
                       f"{p['pilot']['delta']:+.4f})" if p.get("n_pilot") else "")
-                   + f"; {p['n']} used (floor {p['minimum']}, cap {p['cap']}).")
+                   + f"; {p['n']} used (floor {p['minimum']}, cap {p['cap']}); minimum detectable difference with "
+                   f"{p['n']} seeds: {fmt(p['mde_at_n_in_sd'], 2)} sd"
+                   + (f" = {p['mde_at_n']:.4f} in final pass@1 at the pilot's sd" if p.get("mde_at_n") else "") + ".")
     return out
 
 
