@@ -60,6 +60,13 @@ def default_lengths(model: str) -> list[int]:
     return [lo, hi] if hi > lo else [lo]
 
 
+def model_version(model: str):
+    """The recipe version recorded beside the model (the tiny default: ``credit_resets.json``), else None."""
+    from llm.hub import read_meta
+    from llm.models import resolve_model
+    return (read_meta(resolve_model(model)).get("recipe") or {}).get("version")
+
+
 def run_stage1(args, prof: dict, log) -> dict:
     import torch
 
@@ -140,6 +147,9 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="stage-2 runs in parallel (one thread each)")
     ap.add_argument("--runs", default=None, help="run directory (default runs/llm_dial/<profile>)")
     ap.add_argument("--out", default=str(ROOT / "paper_figs"))
+    ap.add_argument("--name", default="llm_dial",
+                    help="stem of the output files (<name>.json, <name>_stage1.*, <name>_stage2.*); with another name "
+                         "than llm_dial the llm_compare files are not written (e.g. llm_dial_full beside a quick run)")
     ap.add_argument("--stage", choices=["1", "2", "both"], default="both",
                     help="2: reuse the stage-1 results saved in the run directory")
     ap.add_argument("--force", action="store_true", help="re-run finished training runs")
@@ -181,7 +191,11 @@ def main(argv=None) -> int:
     log(f"  stage 2: {len(plan.jobs_list())} runs ({len(plan.arms)} arms x {len(plan.lengths)} lengths x "
         f"{len(plan.seeds)} seeds, {plan.steps} steps x {plan.prompts_per_step} prompts)")
     starts = {L: stage2.start_eval(plan, L, threads=args.threads) for L in plan.lengths}
+    import resource
+    child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     failed = stage2.run_all(plan, runs, force=args.force, log=log)
+    child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu2 = (child1.ru_utime + child1.ru_stime) - (child0.ru_utime + child0.ru_stime)
     if failed:
         log(f"failed runs: {failed}")
         return 1
@@ -191,17 +205,19 @@ def main(argv=None) -> int:
     con = contrasts.contrasts(plan, outc, pred, quick=args.profile != "full")
     table = contrasts.arm_table(plan, outc, starts)
     curves = plots.stage2_curves(plan, data)
-    plots.write_csv(out / "llm_dial_stage1.csv", plots.stage1_rows(s1), plots.STAGE1_FIELDS)
-    plots.plot_stage1(s1, out)
-    plots.write_csv(out / "llm_dial_stage2.csv", curves, plots.STAGE2_FIELDS)
-    plots.plot_stage2(plan, curves, con, out)
-    compare_outputs(args, plan, data, out)
-    result = dict(config=dict(vars(args), runs=str(runs), out=str(out), profile_sizes=prof),
+    plots.write_csv(out / f"{args.name}_stage1.csv", plots.stage1_rows(s1), plots.STAGE1_FIELDS)
+    plots.plot_stage1(s1, out / f"{args.name}_stage1.png")
+    plots.write_csv(out / f"{args.name}_stage2.csv", curves, plots.STAGE2_FIELDS)
+    plots.plot_stage2(plan, curves, con, out / f"{args.name}_stage2.png")
+    if args.name == "llm_dial":
+        compare_outputs(args, plan, data, out)
+    result = dict(config=dict(vars(args), runs=str(runs), out=str(out), profile_sizes=prof,
+                              model_version=model_version(args.model)),
                   stage1=s1, verdicts=stage1_verdicts(s1), power=power,
                   stage2=dict(plan=vars(plan), starts=starts, table=table, contrasts=con, predicted=pred,
                               per_seed=[dict(length=L, arm=a, seed=s, **v) for (L, a, s), v in sorted(outc.items())]),
-                  seconds=dict(stage1=t1, total=time.perf_counter() - t0))
-    (out / "llm_dial.json").write_text(json.dumps(result, indent=1, default=_json))
+                  seconds=dict(stage1=t1, total=time.perf_counter() - t0, stage2_cpu=cpu2))
+    (out / f"{args.name}.json").write_text(json.dumps(result, indent=1, default=_json))
     for k, c in con.items():
         log(f"  {k} {c['text']}: {c['mean']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}] (Holm level {c['level']:.3f}, "
             f"p_holm {c['p_holm']:.3g}, predicted {c['predicted']:+.4f}, MDE {c['mde']:.4f}) -> {c['verdict']}")

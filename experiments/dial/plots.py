@@ -70,7 +70,7 @@ def _q_panel(ax, s1: dict, key: str, ci_of, title: str, ylabel: str) -> None:
     ax.set_title(title, fontsize=10)
 
 
-def plot_stage1(s1: dict, out: Path) -> None:
+def plot_stage1(s1: dict, path: Path) -> None:
     """(a) a reset sample's projection against q; (b) the per-prompt projection of the whole update against q
     (GRPO dotted); (c) informative-reset rate per arm (Wilson 95%); (d) trained samples for signal-to-noise 2
     (bootstrap 95%). Projections in units of |grad J|; intervals hold the prompts' and the reference's noise."""
@@ -110,7 +110,7 @@ def plot_stage1(s1: dict, out: Path) -> None:
         a.legend(fontsize=7)
     fig.suptitle("Stage 1: one policy, common random numbers across reset arms (no training)")
     fig.tight_layout()
-    fig.savefig(out / "llm_dial_stage1.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -137,7 +137,7 @@ def stage2_curves(plan, data: dict) -> list[dict]:
     return rows
 
 
-def plot_stage2(plan, curves: list[dict], contrasts: dict, out: Path) -> None:
+def plot_stage2(plan, curves: list[dict], contrasts: dict, path: Path) -> None:
     """Greedy held-out curves per length (mean, band of one standard error over seeds) and the contrasts with
     their Holm-level intervals and predictions."""
     import matplotlib
@@ -181,5 +181,5 @@ def plot_stage2(plan, curves: list[dict], contrasts: dict, out: Path) -> None:
     ax[n].legend(fontsize=7)
     fig.suptitle("Stage 2: training with each reset distribution (one held-out set per length)")
     fig.tight_layout()
-    fig.savefig(out / "llm_dial_stage2.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -10,7 +10,9 @@ import math
 
 from .common import fmt, missing, pct
 
-FILES = {"dial": "llm_dial.json"}
+FILES = {"dial": "llm_dial.json", "dial_full": "llm_dial_full.json"}
+"""the reproduction profile's run, and the full design's run when it was made (``--profile full --name
+llm_dial_full``): its verdicts are the ones the claims state"""
 
 PREDICTIONS = {
     "P1": "the per-prompt gradient signal of noisy(q) is linear in q, rising from RRPO (q = 0) to the oracle "
@@ -40,11 +42,12 @@ def _lengths(d):
 
 
 def claims(d) -> list[str]:
-    r = d["dial"]
+    r = d.get("dial_full") or d["dial"]
     if r is None:
         return []
     prof, v, s1 = r["config"]["profile"], r["verdicts"], r["stage1"]
-    out = []
+    out = [f"* Resets on a transformer, the localizer's accuracy as a dial: the verdicts below are from the "
+           f"`{prof}` run ({r['config']['model']}; sections below)."]
     for key in ("P1", "P2", "P3"):
         per = "; ".join(f"{L} terms: {quick_wording(v[key][L], prof)}" for L in _lengths(r))
         detail = []
@@ -142,14 +145,27 @@ def _stage2_tables(r) -> list[str]:
 
 
 def section(d) -> list[str]:
-    r = d["dial"]
     lines = ["## Resets on a transformer, the localizer's accuracy as a dial", ""]
-    if r is None:
+    if d["dial"] is None and not d.get("dial_full"):
         return lines + ["Not run.", ""]
+    for key in ("dial_full", "dial"):
+        if d.get(key):
+            lines += _section(d[key])
+    return lines
+
+
+def _section(r) -> list[str]:
     cfg, s1 = r["config"], r["stage1"]
+    lines = [f"### Profile `{cfg['profile']}` (`python experiments/llm_dial.py --profile {cfg['profile']}`)", ""]
     p = cfg["profile_sizes"]["s1"]
     L0 = _lengths(r)[0]
-    lines += [f"Model `{cfg['model']}`, task `arith` at {', '.join(_lengths(r))} terms (profile `{cfg['profile']}`). "
+    ver = f" (recipe version {cfg['model_version']})" if cfg.get("model_version") is not None else ""
+    sec = r.get("seconds", {})
+    cpu = sum(s1[L].get("cpu_seconds", {}).get("total", 0.0) for L in _lengths(r))
+    lines += [f"Model `{cfg['model']}`{ver}, task `arith` at {', '.join(_lengths(r))} terms (profile `{cfg['profile']}`; "
+              f"stage 1 {fmt(sec.get('stage1'), 0)} s wall, {cpu:.0f} s CPU; both stages {fmt(sec.get('total'), 0)} s "
+              f"wall{', stage-2 training CPU ' + format(sec['stage2_cpu'], '.0f') + ' s' if sec.get('stage2_cpu') else ''}"
+              "). "
               f"Stage 1: {p['prompts']} prompts per length, common random numbers across arms; reference gradient "
               f"from {s1[L0]['ref']['chains']} fresh chains in {p['folds']} folds (mean pairwise fold cosine "
               + ", ".join(f"{L} terms {fmt(s1[L]['ref']['fold_cosine'], 2)}" for L in _lengths(r))
@@ -169,12 +185,14 @@ def section(d) -> list[str]:
 
 def captions(d, figs) -> list[str]:
     cap = []
-    if (figs / "llm_dial_stage1.png").exists():
-        cap.append("* `llm_dial_stage1.png` (llm_dial_stage1.csv, llm_dial.json) - Stage 1: the gradient signal of "
-                   "each reset arm against the localizer accuracy q (SRPO at its measured q), the informative-reset "
-                   "rate and the trained samples needed for a signal-to-noise ratio of 2, per chain length.")
-    if (figs / "llm_dial_stage2.png").exists():
-        cap.append("* `llm_dial_stage2.png` (llm_dial_stage2.csv, llm_dial.json) - Stage 2: held-out greedy pass@1 "
-                   "curves of GRPO, RRPO, noisy(q), oracle and SRPO per length (one shared held-out set), and the "
-                   "pre-registered contrasts with Holm-level intervals and their predictions.")
+    for stem, what in (("llm_dial", ""), ("llm_dial_full", " (full design)")):
+        if (figs / f"{stem}_stage1.png").exists():
+            cap.append(f"* `{stem}_stage1.png` ({stem}_stage1.csv, {stem}.json) - Stage 1{what}: the gradient signal "
+                       "of a reset sample and of the whole update against the localizer accuracy q (SRPO at its "
+                       "measured q), the informative-reset rate and the trained samples needed for a signal-to-noise "
+                       "ratio of 2, per chain length.")
+        if (figs / f"{stem}_stage2.png").exists():
+            cap.append(f"* `{stem}_stage2.png` ({stem}_stage2.csv, {stem}.json) - Stage 2{what}: held-out greedy "
+                       "pass@1 curves of GRPO, RRPO, noisy(q), oracle and SRPO per length (one shared held-out set), "
+                       "and the pre-registered contrasts with Holm-level intervals and their predictions.")
     return cap
