@@ -4,15 +4,23 @@ A reset distribution maps ``(mdp, pi)`` to a distribution ``nu`` over states (S,
 sample from it, returning the environment steps that sampling took (``docs/resets.md``, which
 also states the CPI-RR vs CPI-CARO rates and which quantity each of their slopes is about):
 
-========== =========================================================== ===================
-name       ``nu``                                                       LLM analogue
-========== =========================================================== ===================
-``start``  ``D`` (the MDP's initial distribution)                       GRPO
-``random`` ``d_{pi,D}``: uniform along on-policy trajectories (RR)      RRPO
-``oracle`` ``d_{pi,D}`` restricted to improvable states                 oracle first error
-           ``{s : max_a A_pi(s,a) > tau}``, renormalised (CARO)
-``noisy``  ``q * oracle + (1 - q) * random`` (self-localizer)           SRPO
-========== =========================================================== ===================
+========== =========================================================== ======================================
+name       ``nu``                                                       LLM analogue (``llm.resets``, same names)
+========== =========================================================== ======================================
+``start``  ``D`` (the MDP's initial distribution)                       ``start``: fresh chains only (GRPO)
+``random`` ``d_{pi,D}``: uniform along on-policy trajectories (RR)      ``random``: a uniform thought of a
+                                                                        uniform fresh chain; RRPO is
+                                                                        ``random_failed``, a uniform thought
+                                                                        of a *failed* chain (a weak oracle)
+``oracle`` ``d_{pi,D}`` restricted to improvable states                 ``oracle``: the task's step checker
+           ``{s : max_a A_pi(s,a) > tau}``, renormalised (CARO)         names the first wrong thought
+``noisy``  ``q * oracle + (1 - q) * random`` (self-localizer)           ``noisy(q)``: the checker's first error
+                                                                        w.p. ``q``, else uniform over the
+                                                                        failed chain's thoughts
+--         --                                                           ``self`` (SRPO): the model localizes
+                                                                        its own error; its measured hit rate
+                                                                        places it on the ``q`` axis
+========== =========================================================== ======================================
 
 Sampling costs: ``start`` draws from ``D`` for free; ``random`` simulates ``pi`` from ``D``
 (:func:`cpi.sample_states`, every step counted); ``oracle`` is the exact law of an on-policy

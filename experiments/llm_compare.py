@@ -2,7 +2,10 @@
 
 Runs ``python -m llm.train`` once per (method, seed) - in parallel jobs, each resumable
 (a finished run is skipped, a killed one resumes from its last checkpoint) - then reads the
-``metrics.jsonl`` files and writes, under ``--out`` (default ``paper_figs/``):
+``metrics.jsonl`` files and writes, under ``--out`` (default ``paper_figs/``). Every run is scored on
+the same held-out problems (``eval_seed`` 0, whatever the seed), so differences pair by seed.
+``experiments/llm_dial.py`` (the reproduction's ``llm`` step) writes the same files from its stage-2
+runs at its longest chain length; this script runs the comparison on its own (any model, task, methods):
 
 * ``llm_accuracy.{png,csv}`` - held-out greedy pass@1 against training samples (the budget:
   trained rollouts) and against all tokens generated (fresh tries, failed parents and
@@ -33,16 +36,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 METHODS = ("grpo", "rrpo", "srpo", "oracle")
-COLORS = {"grpo": "tab:gray", "rrpo": "tab:blue", "srpo": "tab:red", "oracle": "tab:green"}
+"""compared by default; ``--methods`` takes any of ``llm.config.METHODS`` (also noisy, random)"""
+ALL_METHODS = ("grpo", "rrpo", "srpo", "oracle", "noisy", "random")
+COLORS = {"grpo": "tab:gray", "rrpo": "tab:blue", "srpo": "tab:red", "oracle": "tab:green", "noisy": "tab:orange",
+          "random": "tab:purple"}
 
 # sizes per profile: steps, prompts per step, eval size, eval every, seeds
 PROFILES = {
     "smoke": dict(steps=2, prompts_per_step=2, eval_size=8, eval_every=1, seeds=[0],
                   extra=["--rollout.max_thoughts", "4", "--rollout.max_thought_tokens", "8",
                          "--train_size", "64"]),
-    "quick": dict(steps=100, prompts_per_step=16, eval_size=200, eval_every=20, seeds=[0, 1, 2],
+    "quick": dict(steps=100, prompts_per_step=16, eval_size=1000, eval_every=20, seeds=[0, 1, 2],
                   extra=[]),
-    "full": dict(steps=300, prompts_per_step=32, eval_size=500, eval_every=25,
+    "full": dict(steps=300, prompts_per_step=32, eval_size=1000, eval_every=25,
                  seeds=[0, 1, 2, 3, 4], extra=[]),
 }
 
@@ -296,7 +302,7 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--task", default="arith")
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=ALL_METHODS)
     ap.add_argument("--seeds", nargs="+", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--prompts_per_step", type=int, default=None)
@@ -342,6 +348,7 @@ def main(argv=None) -> int:
     plot(summary, runs, out)
     write_tables(summary, runs, out)
     cfg = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    cfg["shared_held_out"] = True
     (out / "llm_compare.json").write_text(json.dumps({"config": cfg, "summary": summary,
                                                        "seconds": time.perf_counter() - t0}, indent=1))
     print(f"{'method':8s} {'final pass@1':>18s} {'samples to target':>18s}  (target {summary['target_accuracy']:.3f})")

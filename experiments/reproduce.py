@@ -13,7 +13,11 @@ Steps, in order (each a script that also runs on its own):
                                                     samples, exact gain, end to end vs p_pi (slopes)
 4. ``ippo``        experiments/iterative_ppo.py     Iterative PPO: reduction checks, batch online vs offline
 5. ``tiny``        python -m llm.tiny               the warm-started tiny default (cached)
-6. ``llm``         experiments/llm_compare.py       GRPO / RRPO / SRPO / oracle, equal budgets, seeds
+6. ``llm``         experiments/llm_dial.py          resets on the tiny transformer, the localizer's accuracy as
+                                                    a dial: stage 1 (gradient signal per reset, no training),
+                                                    stage 2 (GRPO / RRPO / noisy / oracle / SRPO x lengths x
+                                                    seeds; its longest length is the GRPO / RRPO / SRPO / oracle
+                                                    comparison of experiments/llm_compare.py)
 7. ``ics``         experiments/ics_eval.py          Thought-ICS lift at L1/L2/L3 with/without ICS-A, baselines
 8. ``report``      experiments/report.py            paper_figs/REPORT.md and paper_figs/README.md
 
@@ -49,7 +53,7 @@ def step_commands(profile: str, figs: Path, runs: Path) -> dict[str, list[str]]:
     size = {
         "smoke": dict(bounds=["--cases", "40", "--alphas", "3"], pg_td=["--smoke"],
                       resets=["--smoke"], ippo=["--smoke"],
-                      llm=["--profile", "smoke", "--model", str(runs / "micro")],
+                      llm=["--profile", "smoke", "--model", str(runs / "micro"), "--lengths", "3", "4"],
                       ics=["--profile", "smoke", "--model", str(runs / "micro")]),
         "quick": dict(bounds=[], pg_td=[], resets=["--quick"], ippo=["--quick"], llm=["--profile", "quick"],
                       ics=["--profile", "quick"]),
@@ -64,7 +68,7 @@ def step_commands(profile: str, figs: Path, runs: Path) -> dict[str, list[str]]:
         "resets": [PY, str(e / "reset_complexity.py"), "--out", str(figs / "reset_complexity"), *size["resets"]],
         "ippo": [PY, str(e / "iterative_ppo.py"), "--out", str(figs / "iterative_ppo"), *size["ippo"]],
         "tiny": tiny,
-        "llm": [PY, str(e / "llm_compare.py"), "--out", str(figs), "--runs", str(runs / "llm"), *size["llm"]],
+        "llm": [PY, str(e / "llm_dial.py"), "--out", str(figs), "--runs", str(runs / "llm"), *size["llm"]],
         "ics": [PY, str(e / "ics_eval.py"), "--out", str(figs), "--runs", str(runs / "ics"), *size["ics"]],
         "report": [PY, str(e / "report.py"), "--figs", str(figs), "--profile", profile,
                    "--command", "python experiments/reproduce.py --" + profile],
@@ -85,8 +89,9 @@ def step_outputs(profile: str, figs: Path, runs: Path) -> dict[str, list[Path]]:
                     "reset_complexity_fits.csv"),
         "ippo": f("iterative_ppo.png", "iterative_ppo.csv", "iterative_ppo.json", "iterative_ppo_bounds.json"),
         "tiny": [runs / "micro" / "config.json", runs / "micro" / "model.safetensors"] if profile == "smoke" else [],
-        "llm": f("llm_compare.json", "llm_accuracy.png", "llm_accuracy.csv", "llm_resets.png", "llm_resets.csv",
-                 "llm_localization.png", "llm_localization.csv"),
+        "llm": f("llm_dial.json", "llm_dial_stage1.png", "llm_dial_stage1.csv", "llm_dial_stage2.png",
+                 "llm_dial_stage2.csv", "llm_compare.json", "llm_accuracy.png", "llm_accuracy.csv", "llm_resets.png",
+                 "llm_resets.csv", "llm_localization.png", "llm_localization.csv"),
         "ics": f("ics_summary.json", "ics_lift.png", "ics_lift.csv"),
         "report": f("REPORT.md", "README.md"),
     }

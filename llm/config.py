@@ -28,9 +28,13 @@ import yaml
 from .config_file import FieldError, build, check_finite, read_yaml
 from .losses import AGGREGATIONS, LOSS_KINDS, STD_KINDS
 
-METHODS: tuple[str, ...] = ("grpo", "rrpo", "srpo", "oracle")
-RESET_METHODS: tuple[str, ...] = ("rrpo", "srpo", "oracle")
-Method = Literal["grpo", "rrpo", "srpo", "oracle"]
+METHODS: tuple[str, ...] = ("grpo", "rrpo", "srpo", "oracle", "noisy", "random")
+"""training methods; each names a reset distribution (``llm.resets.METHOD_RESET``: grpo = start, rrpo =
+random_failed, srpo = self, oracle = oracle, noisy = noisy(q), random = random)"""
+RESET_METHODS: tuple[str, ...] = ("rrpo", "srpo", "oracle", "noisy", "random")
+CHECKER_METHODS: tuple[str, ...] = ("oracle", "noisy")
+"""methods whose reset reads the task's step checker"""
+Method = Literal["grpo", "rrpo", "srpo", "oracle", "noisy", "random"]
 
 
 def _choice(name: str, value: Any, choices: tuple) -> None:
@@ -48,9 +52,14 @@ def _positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
 class RolloutConfig:
     """How rollouts are sampled for each prompt (``docs/llm.md``, "Rollouts per method")."""
     method: Method = "srpo"
-    """grpo: all rollouts fresh, one group. rrpo / srpo / oracle: ``n_fresh`` fresh chains + reset
-    continuations from the first failed fresh chain, reset step uniform / self-localized / the task's
-    first wrong thought. Set from the top-level ``method``."""
+    """the reset distribution (``llm.resets``): grpo (start): all rollouts fresh, one group. rrpo / srpo /
+    oracle / noisy: ``n_fresh`` fresh chains + reset continuations from the first failed fresh chain, reset
+    step uniform (random_failed) / self-localized (self) / the task's first wrong thought (oracle) / the
+    first wrong thought with probability q, else uniform (noisy). random: the parent is the first fresh
+    chain with a thought, right or wrong, reset step uniform. Set from the top-level ``method``."""
+    q: float = 0.5
+    """noisy: probability that the reset is the checker's first wrong thought (else a uniform thought of the
+    failed chain); q = 0 is rrpo's law, q = 1 the oracle's (``cpi.resets.Noisy``'s q)"""
     rollouts_per_prompt: int = 8
     """trained samples per prompt (the budget; equal across methods so comparisons are fair)"""
     n_fresh: int = 4
@@ -115,6 +124,9 @@ class RolloutConfig:
                 _positive(f"rollout.{n}", getattr(self, n))
         _positive("rollout.temperature", self.temperature)
         _positive("rollout.loc_temperature", self.loc_temperature)
+        if isinstance(self.q, bool) or not isinstance(self.q, (int, float)) or not 0.0 <= self.q <= 1.0:
+            raise ValueError(f"rollout.q must be in [0, 1] (noisy reset: probability of the checker's step), "
+                             f"got {self.q!r}")
         for n in ("top_p", "loc_top_p"):
             v = getattr(self, n)
             if v is not None and not (isinstance(v, (int, float)) and 0.0 < v <= 1.0):
@@ -263,7 +275,8 @@ class LoraConfig:
 class TrainConfig:
     """One RL training run. Defaults train the tiny default model on the built-in arith task, on CPU."""
     method: Method = "srpo"
-    """grpo | rrpo | srpo | oracle (copied into rollout.method)"""
+    """grpo | rrpo | srpo | oracle | noisy | random (copied into rollout.method; the reset distribution of
+    ``llm.resets``: start | random_failed | self | oracle | noisy(q) | random)"""
     model: str = "tiny"
     """"tiny" (built-in default, built on first use), a local HF model dir, or a hub name already cached"""
     task: str = "arith"
@@ -303,6 +316,15 @@ class TrainConfig:
     """greedy pass@1 on the held-out split every this many steps (0: never; also after the last step)"""
     eval_size: int = 128
     """held-out (test split) problems for evaluation"""
+    eval_seed: int = 0
+    """seeds the held-out problems (not the run's seed): runs with different seeds and methods are
+    evaluated on the same problems, so their differences can be paired"""
+    eval_sampled: int = 0
+    """also a sampled probe at evaluation: this many chains per held-out problem at rollout.temperature and
+    top_p, from a generator seeded by eval_seed (the same random numbers for every run); 0: greedy only"""
+    eval_start: bool = True
+    """evaluate before the first step (off when the step-0 numbers are known, e.g. many runs of one model
+    on one held-out set)"""
     seed: int = 0
     """seeds the data order, sampling and initialisation"""
     out_dir: str = "runs/default"
@@ -358,7 +380,8 @@ class TrainConfig:
             raise FieldError("mini_batches", f"prompts_per_step={self.prompts_per_step} must be divisible by "
                              f"mini_batches={self.mini_batches} (a mini-batch holds whole prompts); e.g. "
                              "--mini_batches 1")
-        for n in ("eval_every", "save_every", "num_threads", "micro_batch_tokens", "max_skipped_steps"):
+        for n in ("eval_every", "save_every", "num_threads", "micro_batch_tokens", "max_skipped_steps",
+                  "eval_sampled"):
             _positive(n, getattr(self, n), allow_zero=True)
         _choice("long_prompts", self.long_prompts, ("fail", "skip"))
         _choice("device", self.device, ("auto", "cpu", "cuda"))
@@ -488,7 +511,7 @@ def validate_startup(cfg: TrainConfig, world_size: int = 1):
     from .tasks import get_task  # cheap: no model
     check_model_arg(cfg.model)
     task = get_task(cfg.task)
-    if cfg.method == "oracle" and not getattr(task, "has_step_checker", False):
-        raise ValueError(f"method 'oracle' needs a task with a step checker (first_error); task {cfg.task!r} has "
-                         f"none. Use --method rrpo or srpo, or the built-in 'arith' task")
+    if cfg.method in CHECKER_METHODS and not getattr(task, "has_step_checker", False):
+        raise ValueError(f"method {cfg.method!r} needs a task with a step checker (first_error); task {cfg.task!r} "
+                         f"has none. Use --method rrpo or srpo, or the built-in 'arith' task")
     return task

@@ -14,13 +14,15 @@ import torch
 
 from . import distributed as D
 from .decode import sampling_kwargs
+from .seeds import mix_seed
 
 TIME_KEYS = ("step_time_s", "gen_time_s", "update_time_s", "elapsed_s", "eval_time_s")
 """metrics that measure wall time (excluded when comparing runs)"""
 
 ROLLOUT_COUNTERS = ("tokens_generated", "parents", "loc_calls", "loc_fallbacks", "no_failure_prompts",
                     "fresh_tries", "loc_checked", "loc_hits", "loc_hits1", "loc_chance_sum",
-                    "loc_zero", "loc_step", "loc_default", "loc_box_out_of_range", "capped_thoughts")
+                    "loc_zero", "loc_step", "loc_default", "loc_box_out_of_range", "capped_thoughts",
+                    "reset_groups", "reset_informative")
 """``RolloutBatch.stats`` entries summed over ranks (0 when a method does not produce them)."""
 
 
@@ -73,26 +75,48 @@ def train_record(rb, upd, *, step: int, method: str, prompts_per_step: int, lr: 
                # localization fallbacks by kind, kept over-long thoughts, optimizer steps of the batch
                loc_fallback_zero=int(c["loc_zero"]), loc_fallback_step=int(c["loc_step"]),
                loc_fallback_default=int(c["loc_default"]), loc_box_out_of_range=int(c["loc_box_out_of_range"]),
-               capped_thoughts=int(c["capped_thoughts"]), opt_steps=int(getattr(upd, "opt_steps", 1)), **times)
+               capped_thoughts=int(c["capped_thoughts"]), opt_steps=int(getattr(upd, "opt_steps", 1)),
+               # reset groups with reward variance (an informative reset: the group has a learning signal)
+               reset_informative_rate=_ratio(c["reset_informative"], c["reset_groups"]), **times)
     if upd.skip_reason:
         rec["skip_reason"] = upd.skip_reason
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in rec.items()}
 
 
+def held_out_set(task, n: int, seed: int) -> list:
+    """The held-out problems of a run: ``n`` problems of the test split seeded by ``seed`` (the config's
+    ``eval_seed``, not the run's seed, so every run is scored on the same set), without repeats where the
+    task can say (``task.distinct``: arith; at small difficulties the whole split when it holds fewer)."""
+    if hasattr(task, "distinct"):
+        return task.distinct(n, seed, split="test")
+    return task.sample(n, seed=seed, split="test")
+
+
 @torch.no_grad()
 def evaluate(policy, model, task, eval_set: list, rollout_cfg, info: D.DistInfo, fsdp: bool,
-             chunk: int = 64) -> dict:
+             chunk: int = 64, *, sampled: int = 0, sample_seed: int = 0) -> dict:
     """Greedy pass@1 on the held-out problems (no resets at test time), sharded and reduced over ranks:
-    ``eval_pass@1``, ``eval_n``, ``eval_time_s``. Under FSDP the shards are gathered once around it."""
+    ``eval_pass@1``, ``eval_n``, ``eval_time_s``. With ``sampled = m > 0`` also a sampled probe: ``m``
+    chains per problem at the rollouts' temperature and top-p, from a generator seeded by ``sample_seed``
+    (and the rank): ``eval_sampled_acc`` (mean reward) over ``eval_sampled_n`` chains. Under FSDP the
+    shards are gathered once around it."""
     t = time.perf_counter()
     mine, _ = D.shard(eval_set[: len(eval_set) // info.world_size * info.world_size], info)
     r = rollout_cfg
-    rewards = []
+    rewards, srew = [], []
+    gen = torch.Generator(device=getattr(policy, "device", "cpu")).manual_seed(mix_seed(sample_seed, 17, info.rank))
     with D.full_params(model, info, fsdp):
         for i in range(0, len(mine), chunk):
             part = mine[i:i + chunk]
-            out = policy.generate([policy.prompt_input(task.prompt(p), r.chat_template) for p in part], n=1,
-                                  **sampling_kwargs(r, greedy=True))
+            prompts = [policy.prompt_input(task.prompt(p), r.chat_template) for p in part]
+            out = policy.generate(prompts, n=1, **sampling_kwargs(r, greedy=True))
             rewards += [float(task.reward(p, row[0].text)) for p, row in zip(part, out)]
-    s = D.all_sum([sum(rewards), len(rewards)], info)
-    return {"eval_pass@1": s[0] / max(s[1], 1.0), "eval_n": int(s[1]), "eval_time_s": time.perf_counter() - t}
+            if sampled:
+                out = policy.generate(prompts, n=sampled, generator=gen, **sampling_kwargs(r))
+                srew += [float(task.reward(p, s.text)) for p, row in zip(part, out) for s in row]
+    s = D.all_sum([sum(rewards), len(rewards), sum(srew), len(srew)], info)
+    rec = {"eval_pass@1": s[0] / max(s[1], 1.0), "eval_n": int(s[1])}
+    if sampled:
+        rec.update(eval_sampled_acc=s[2] / max(s[3], 1.0), eval_sampled_n=int(s[3]))
+    rec["eval_time_s"] = time.perf_counter() - t
+    return rec

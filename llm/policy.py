@@ -99,14 +99,16 @@ class Policy:
     def get_task(self, name_or_path: str | None = None, **kw):
         """``llm.tasks.get_task`` with this policy's format; ``None`` (or the saved task's name) gives the
         task and difficulty the model was trained on (from ``credit_resets.json``, read by
-        ``llm.hub.task_settings``), e.g. the tiny default's arithmetic. Keywords override."""
-        from .tasks import get_task
+        ``llm.hub.task_settings``), e.g. the tiny default's arithmetic. Options in the name
+        (``"arith:terms=6"``, ``llm.tasks.parse_task_spec``) override those; keywords override both."""
+        from .tasks import get_task, parse_task_spec
 
         if name_or_path is None:
             name_or_path = (self.meta.get("task") or {}).get("name")
             if name_or_path is None:
                 raise ValueError("name_or_path: this model has no saved task; pass a task name")
-        return get_task(name_or_path, **{"fmt": self.fmt, **task_settings(self.meta, str(name_or_path)), **kw})
+        base, opts = parse_task_spec(str(name_or_path))  # "arith:terms=6": the saved arith settings, then terms=6
+        return get_task(base, **{"fmt": self.fmt, **task_settings(self.meta, base), **opts, **kw})
 
     # ------------------------------------------------------------- tokenising
     def encode(self, text: str) -> list[int]:

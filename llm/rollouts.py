@@ -1,27 +1,28 @@
-"""Rollout builders for GRPO, RRPO, SRPO and oracle-reset training (``docs/llm.md``, "Rollouts per method").
+"""Rollout builders: fresh chains (GRPO) and reset rollouts (RRPO, SRPO, oracle, noisy, random)
+(``docs/llm.md``, "Rollouts per method").
 
-All four return a ``RolloutBatch``: the trained samples of a step with rewards, group ids,
+Every builder returns a ``RolloutBatch``: the trained samples of a step with rewards, group ids,
 group-normalised advantages and per-sample metadata. The budget (trained samples per prompt) is
-``cfg.rollouts_per_prompt`` for every method.
+``cfg.rollouts_per_prompt`` for every method. Where a reset group restarts is a *reset distribution*
+(``llm.resets``), passed in (default: the one ``cfg.method`` names, ``llm.resets.reset_for``):
 
-* ``grpo``: ``n = rollouts_per_prompt`` fresh chains, one group.
-* ``rrpo`` / ``srpo`` / ``oracle`` ("Credit Assignment with Resets in LM Reasoning"):
-  sample fresh chains (first ``n_fresh + n_resets`` together, then the rest of ``max_tries`` if needed)
-  until there are ``n_resets`` *failed parents*: the first failed tries with at least one thought (a
-  chain with no thought is never a parent). The fresh group is the first ``n_fresh`` other tries, in
-  order. Pick a reset step ``k`` in each parent (1-based thought index):
-  uniform over its thoughts (rrpo), the model's own localization of the step where its error originates
-  at temperature ``loc_temperature`` (srpo, ``llm.localize``; prompt in the chat template when the
-  tokenizer has one, ``loc_chat_template``), or the task's first wrong thought (oracle).
-  Keep thoughts ``1..k-1`` as a prefix (token ids, cut at ``Sample.thought_ends[k-2]``) and sample
-  ``continuations_per_reset`` continuations from it with ``Policy.continue_many``. The fresh group and
-  each reset group are normalised separately; continuations train on their suffix only (the policy's
-  ``collate`` masks the given prefix). Parents and localization calls are never trained on.
-  Fallbacks: fewer failed parents than ``n_resets`` in ``max_tries`` (none: "no failure") -> the fresh
-  group is the first ``n_fresh`` tries plus newly sampled chains up to the budget (the paper: first 4 +
-  4 new; the surplus tries, all successes, are not used, so the group is not all-correct by
-  construction); localization: last box in ``[0, n]`` (0 -> 1), else last in-range "Step N", else 1
-  (``parse_localization``, each kind counted); oracle finding no wrong thought in a failed parent ->
+* ``start`` (``grpo``): ``n = rollouts_per_prompt`` fresh chains, one group.
+* every other reset ("Credit Assignment with Resets in LM Reasoning"): sample fresh chains (first
+  ``n_fresh + n_resets`` together, then the rest of ``max_tries`` if needed) until there are ``n_resets``
+  *parents*: the first tries with at least one thought that the reset accepts (failed tries; any try for
+  ``random``). The fresh group is the first ``n_fresh`` other tries, in order. The reset picks a reset step
+  ``k`` in each parent (1-based thought index; ``llm.resets``: uniform, the model's own localization at
+  temperature ``loc_temperature`` with the prompt in the chat template when the tokenizer has one, the
+  task's first wrong thought, or a mix of the last two). Keep thoughts ``1..k-1`` as a prefix (token ids,
+  cut at ``Sample.thought_ends[k-2]``) and sample ``continuations_per_reset`` continuations from it with
+  ``Policy.continue_many``. The fresh group and each reset group are normalised separately; continuations
+  train on their suffix only (the policy's ``collate`` masks the given prefix). Parents and localization
+  calls are never trained on.
+  Fallbacks: fewer parents than ``n_resets`` in ``max_tries`` (none: "no failure") -> the fresh group is the
+  first ``n_fresh`` tries plus newly sampled chains up to the budget (the paper: first 4 + 4 new; the
+  surplus tries, all successes, are not used, so the group is not all-correct by construction);
+  localization: last box in ``[0, n]`` (0 -> 1), else last in-range "Step N", else 1
+  (``parse_localization``, each kind counted); the checker finding no wrong thought in a failed parent ->
   k = n (the last thought, the one holding the wrong or missing answer).
 
 Randomness: ``sampling_rng="batched"`` uses one generator for the whole call (prompts decoded together);
@@ -30,16 +31,16 @@ its own, so a prompt's samples do not depend on which other prompts share the ca
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 
-from .config import RESET_METHODS, RolloutConfig
+from .config import METHODS, RolloutConfig
 from .decode import sampling_kwargs
 from .localize import default_loc_tokens
 from .losses import group_advantages
+from .resets import Parent, ResetContext, ResetDistribution, reset_for
 from .seeds import mix_seed
 
 FRESH, RESET = "fresh", "reset"
@@ -195,7 +196,7 @@ def prefix_ids_for_reset(parent, k: int) -> list[int]:
 
 def build_rollouts(policy, task, problems: list, cfg: RolloutConfig, *, seed: int,
                    prompt_ids: list[int] | None = None, adv_eps: float = 1e-6,
-                   adv_std: str = "population") -> RolloutBatch:
+                   adv_std: str = "population", reset: ResetDistribution | None = None) -> RolloutBatch:
     """Sample, score and group the rollouts of one step for ``problems`` (see the module docstring).
 
     Args:
@@ -208,12 +209,19 @@ def build_rollouts(policy, task, problems: list, cfg: RolloutConfig, *, seed: in
             default ``0..len(problems)-1``.
         adv_eps: ``eps`` of the advantage normalisation.
         adv_std: its standard deviation, "population" or "unbiased" (``llm.losses.group_advantages``).
+        reset: the reset distribution (``llm.resets``); default ``reset_for(cfg)``, the one ``cfg.method``
+            names.
     """
-    if cfg.method == "grpo":
+    if cfg.method not in METHODS:
+        raise ValueError(f"build_rollouts: unknown method {cfg.method!r}; expected one of {METHODS}")
+    reset = reset_for(cfg) if reset is None else reset
+    if not isinstance(reset, ResetDistribution):
+        raise TypeError(f"build_rollouts: reset must be an llm.resets.ResetDistribution, got {type(reset).__name__}")
+    if reset.needs_checker and not getattr(task, "has_step_checker", False):
+        raise ValueError(f"build_rollouts: reset {reset} needs a task with a step checker; {task.name!r} has none")
+    if not reset.resets:
         return _build_grpo(policy, task, problems, cfg, seed, prompt_ids, adv_eps, adv_std)
-    if cfg.method in RESET_METHODS:
-        return _build_reset(policy, task, problems, cfg, seed, prompt_ids, adv_eps, adv_std)
-    raise ValueError(f"build_rollouts: unknown method {cfg.method!r}; expected grpo or one of {RESET_METHODS}")
+    return _build_reset(policy, task, problems, cfg, seed, prompt_ids, adv_eps, adv_std, reset)
 
 
 def _finish(samples, rewards, groups, pidx, meta, cfg: RolloutConfig, stats: dict, adv_eps: float,
@@ -250,42 +258,33 @@ def _build_grpo(policy, task, problems, cfg, seed, prompt_ids, adv_eps: float = 
     return _finish(samples, rewards, groups, pidx, meta, cfg, stats, adv_eps, adv_std)
 
 
-def _choose_reset_steps(method: str, policy, task, problems, parents: list[tuple[int, Any]], S: _Sampler,
-                        seed: int, pids: list[int]) -> list[dict]:
-    """For each (prompt index, parent sample) return dict(k, loc_text, loc_index, loc_source, loc_boxed,
-    fallback) (parents have at least one thought)."""
-    out: list[dict] = []
-    if method == "srpo":
-        from .localize import localization_prompt, parse_localization
-        texts = S.complete([render_prompt(policy, localization_prompt(task, problems[i], list(par.thoughts)),
-                                          S.cfg.loc_chat_template) for i, par in parents],
-                           [i for i, _ in parents]) if parents else []
-        locs = [(t, parse_localization(t, len(par.thoughts), policy.fmt)) for (_, par), t in zip(parents, texts)]
-    for j, (i, par) in enumerate(parents):
-        n = len(par.thoughts)
-        d = dict(k=1, loc_text=None, loc_index=None, loc_source=None, loc_boxed=None, fallback=None)
-        if method == "rrpo":
-            d["k"] = random.Random(mix_seed(seed, 3, pids[i], j)).randint(1, n)
-        elif method == "srpo":
-            text, loc = locs[j]
-            d.update(k=int(loc.index), loc_text=text, loc_index=int(loc.index), loc_source=loc.source,
-                     loc_boxed=loc.boxed)
-            if loc.source != "boxed":
-                d["fallback"] = f"localization_{loc.source}"
-        else:  # oracle
-            e = task.first_error(problems[i], list(par.thoughts))
-            d["true_first_error"] = e
-            if e is None:
-                d.update(k=n, fallback="oracle_no_error_found")
-            else:
-                d["k"] = min(max(int(e), 1), n)
-        if getattr(task, "has_step_checker", False):  # diagnostics only: never used to pick k
-            e = d.get("true_first_error", "unset")
-            if e == "unset":
-                e = task.first_error(problems[i], list(par.thoughts))
+def choose_reset_steps(reset: ResetDistribution, task, problems, parents: list[tuple[int, Any]], seed: int,
+                       pids: list[int], *, localize: Callable[[list[str], list[int]], list[str]] | None = None,
+                       fmt=None) -> list[dict]:
+    """For each (prompt index, parent sample) the reset's choice (``ResetDistribution.choose``: dict with
+    ``k``, localization fields, ``fallback``) plus ``true_first_error`` where the task has a checker
+    (diagnostics only: it never picks ``k`` unless the reset reads the checker). ``localize(texts, prompt
+    indices) -> replies`` renders and samples the localization call and ``fmt`` parses it (``self`` only)."""
+    slot: dict[int, int] = {}
+    pars = []
+    for i, par in parents:
+        pars.append(Parent(prompt=i, slot=slot.get(i, 0), sample=par))
+        slot[i] = slot.get(i, 0) + 1
+    ctx = ResetContext(task=task, problems=problems, seed=seed, prompt_ids=pids, localize=localize, fmt=fmt)
+    out = reset.choose(pars, ctx)
+    if getattr(task, "has_step_checker", False):
+        for d, p in zip(out, pars):
+            e = task.first_error(problems[p.prompt], list(p.sample.thoughts))
             d["true_first_error"] = None if e is None else int(e)
-        out.append(d)
     return out
+
+
+def localizer(policy, cfg: RolloutConfig, complete: Callable[[list, list[int]], list[str]]):
+    """The ``localize`` callable of :func:`choose_reset_steps`: renders each localization prompt
+    (``cfg.loc_chat_template``) and hands the batch to ``complete(prompts, prompt indices)``."""
+    def localize(texts: list[str], which: list[int]) -> list[str]:
+        return complete([render_prompt(policy, t, cfg.loc_chat_template) for t in texts], which)
+    return localize
 
 
 def localization_stats(steps: list[dict], parents: list[tuple[int, Any]]) -> dict:
@@ -311,16 +310,17 @@ def localization_stats(steps: list[dict], parents: list[tuple[int, Any]]) -> dic
                 loc_chance_sum=float(sum(1.0 / n for _, _, n in known)))
 
 
-def _split_tries(tries: list, n_par: int, n_fresh: int) -> tuple[list, list]:
-    """(parents, kept fresh) of one prompt's scored tries: the first ``n_par`` failed tries with at least
-    one thought, and the first ``n_fresh`` of the others, in order."""
-    failed = [t for t, (s, r) in enumerate(tries) if r < 1.0 and len(s.thoughts) > 0][:n_par]
-    kept = [tries[t] for t in range(len(tries)) if t not in failed][:n_fresh]
-    return [tries[t][0] for t in failed], kept
+def split_tries(tries: list, n_par: int, n_fresh: int, reset: ResetDistribution) -> tuple[list, list]:
+    """(parents, kept fresh) of one prompt's scored tries ``[(sample, reward), ...]``: the first ``n_par``
+    tries the reset accepts as parents (``ResetDistribution.accepts``: at least one thought, failed unless
+    the reset is ``random``), and the first ``n_fresh`` of the others, in order."""
+    par = [t for t, (s, r) in enumerate(tries) if reset.accepts(r, len(s.thoughts))][:n_par]
+    kept = [tries[t] for t in range(len(tries)) if t not in par][:n_fresh]
+    return [tries[t][0] for t in par], kept
 
 
-def _build_reset(policy, task, problems, cfg: RolloutConfig, seed, prompt_ids, adv_eps: float = 1e-6,
-                 adv_std: str = "population") -> RolloutBatch:
+def _build_reset(policy, task, problems, cfg: RolloutConfig, seed, prompt_ids, adv_eps: float,
+                 adv_std: str, reset: ResetDistribution) -> RolloutBatch:
     P = len(problems)
     pids = list(range(P)) if prompt_ids is None else list(prompt_ids)
     prompts = [render_prompt(policy, task.prompt(p), cfg.chat_template) for p in problems]
@@ -333,12 +333,12 @@ def _build_reset(policy, task, problems, cfg: RolloutConfig, seed, prompt_ids, a
     # 1) fresh tries: n_fresh + n_resets for every prompt at once, the rest of max_tries where parents lack
     first = n_fresh + n_par
     tries = [score(i, row) for i, row in enumerate(S.generate(prompts, list(range(P)), first))]
-    short = [i for i in range(P) if len(_split_tries(tries[i], n_par, n_fresh)[0]) < n_par]
+    short = [i for i in range(P) if len(split_tries(tries[i], n_par, n_fresh, reset)[0]) < n_par]
     if short and cfg.max_tries > first:
         for i, row in zip(short, S.generate(prompts, short, cfg.max_tries - first)):
             tries[i] += score(i, row)
     # 2) parents and the kept fresh chains; missing fresh chains (too few parents) are sampled anew
-    parents_of, kept_of = zip(*(_split_tries(tries[i], n_par, n_fresh) for i in range(P))) if P else ((), ())
+    parents_of, kept_of = zip(*(split_tries(tries[i], n_par, n_fresh, reset) for i in range(P))) if P else ((), ())
     parents_of, kept_of = list(parents_of), [list(k) for k in kept_of]
     need = [budget - len(parents_of[i]) * n_cont - len(kept_of[i]) for i in range(P)]
     for k in sorted(set(need) - {0}):  # one batched call per count
@@ -347,10 +347,12 @@ def _build_reset(policy, task, problems, cfg: RolloutConfig, seed, prompt_ids, a
             kept_of[i] += score(i, row)
     # 3) reset steps, 4) continuations
     flat_parents = [(i, par) for i in range(P) for par in parents_of[i]]
-    steps = _choose_reset_steps(cfg.method, policy, task, problems, flat_parents, S, seed, pids)
+    steps = choose_reset_steps(reset, task, problems, flat_parents, seed, pids,
+                               localize=localizer(policy, cfg, S.complete), fmt=getattr(policy, "fmt", None))
     pre = [prefix_ids_for_reset(par, d["k"]) for (_, par), d in zip(flat_parents, steps)]
     caps = [[c for c in getattr(par, "cap_ends", ()) if c <= len(q)] for (_, par), q in zip(flat_parents, pre)]
-    conts = S.continue_many(prompts, [i for i, _ in flat_parents], pre, caps, n_cont)
+    conts = [score(i, row) for (i, _), row in zip(flat_parents, S.continue_many(
+        prompts, [i for i, _ in flat_parents], pre, caps, n_cont))]
     # 5) assemble groups: fresh group 0, reset groups 1..n_par
     samples, rewards, groups, pidx, meta = [], [], [], [], []
     by_prompt: dict[int, list] = {i: [] for i in range(P)}
@@ -361,16 +363,18 @@ def _build_reset(policy, task, problems, cfg: RolloutConfig, seed, prompt_ids, a
             samples.append(s); rewards.append(r); groups.append(pids[i] * _GROUP_STRIDE); pidx.append(i)
             m = _base_meta(cfg.method, FRESH, 0)
             if not parents_of[i]:
-                m["fallback"] = "no_failure"
+                m["fallback"] = "no_failure" if reset.parent == "failed" else "no_parent"
             meta.append(m)
         for gi, (par, d, row) in enumerate(by_prompt[i], start=1):
-            for s, r in score(i, row):
+            for s, r in row:
                 samples.append(s); rewards.append(r); groups.append(pids[i] * _GROUP_STRIDE + gi); pidx.append(i)
                 m = _base_meta(cfg.method, RESET, gi)
                 m.update(reset_step=d["k"], loc_text=d["loc_text"], loc_index=d["loc_index"],
-                         loc_source=d["loc_source"], fallback=d["fallback"], parent_thoughts=len(par.thoughts))
+                         loc_source=d["loc_source"], fallback=d["fallback"], parent_thoughts=len(par.thoughts),
+                         reset=str(reset))
                 meta.append(m)
-    stats = dict(tokens_generated=S.tokens, fresh_tries=S.fresh, parents=len(flat_parents),
+    stats = dict(tokens_generated=S.tokens, fresh_tries=S.fresh, parents=len(flat_parents), reset_groups=len(conts),
+                 reset_informative=sum(len({r for _, r in row}) > 1 for row in conts),
                  no_failure_prompts=sum(not p for p in parents_of), reset_steps=[d["k"] for d in steps],
                  reset_rel=[d["k"] / len(par.thoughts) for (_, par), d in zip(flat_parents, steps)],
                  first_round_rewards=[r for i in range(P) for _, r in tries[i][:first]],
@@ -390,5 +394,7 @@ def _named(method: str) -> Callable[..., RolloutBatch]:
     return builder
 
 
-grpo, rrpo, srpo, oracle = (_named(m) for m in ("grpo", "rrpo", "srpo", "oracle"))
-BUILDERS: dict[str, Callable[..., RolloutBatch]] = {"grpo": grpo, "rrpo": rrpo, "srpo": srpo, "oracle": oracle}
+grpo, rrpo, srpo, oracle, noisy, random_reset = (_named(m) for m in METHODS)
+BUILDERS: dict[str, Callable[..., RolloutBatch]] = {"grpo": grpo, "rrpo": rrpo, "srpo": srpo, "oracle": oracle,
+                                                   "noisy": noisy, "random": random_reset}
+"""``build_rollouts`` with each method's default reset (``llm.resets.METHOD_RESET``)."""

@@ -19,6 +19,7 @@ drawn in both.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import re
@@ -213,6 +214,36 @@ class ArithTask(Task):
             values.append(v)
         return Problem(id=f"arith:{q}", question=q, answer=str(v),
                        meta={"terms": list(terms), "ops": list(ops), "values": values})
+
+    def space_size(self) -> int:
+        """Number of distinct problems at this difficulty (both splits)."""
+        return sum((10 ** self.digits) ** k * len(self.ops) ** (k - 1)
+                   for k in range(self.min_terms, self.max_terms + 1))
+
+    def distinct(self, n: int, seed: int, split: str = "test") -> list[Problem]:
+        """``n`` *different* problems of ``split`` (seeded), or every problem of the split when it holds fewer:
+        a held-out set without repeats (at 3 one-digit terms and ``+-`` the test split has ~800 problems).
+        Small spaces are enumerated and shuffled; large ones are drawn with rejection of repeats."""
+        _check_n_seed(n, seed)
+        _in_split("", split)
+        rng = random.Random(f"arith-distinct:{seed}:{split}")
+        if self.space_size() <= 200_000:
+            hi = 10 ** self.digits
+            pool = []
+            for k in range(self.min_terms, self.max_terms + 1):
+                for terms in itertools.product(range(hi), repeat=k):
+                    for ops in itertools.product(self.ops, repeat=k - 1):
+                        p = self.make_problem(list(terms), list(ops))
+                        if _in_split(p.question, split):
+                            pool.append(p)
+            rng.shuffle(pool)
+            return pool[:n]
+        m = n + n // 8 + 8
+        while True:  # sample(m) is a prefix of sample(2m): double until n distinct problems are found
+            out = list({p.question: p for p in self.sample(m, seed=seed, split=split)}.values())
+            if len(out) >= n:
+                return out[:n]
+            m *= 2
 
     def sample(self, n: int, seed: int, split: str = "train") -> list[Problem]:
         _check_n_seed(n, seed)
@@ -421,17 +452,60 @@ class FileTask(Task):
         return out
 
 
+_OPTION = re.compile(r"^[A-Za-z_]\w*=[^,=:]*$")
+
+
+def parse_task_spec(spec: str) -> tuple[str, dict]:
+    """``"name:key=value,key=value"`` -> ``(name, {key: value})``: task options written into the task string,
+    so that they travel through ``--task``, the experiments and the saved ``config.yaml`` as one value.
+
+    The options are the part after the last ``:`` when every comma-separated piece of it is ``key=value``
+    (so ``rg:chain_sum`` and file paths are left alone); values are ints when they read as ints, floats when
+    they read as floats, else text. For ``arith``, ``terms=N`` fixes the chain length: ``min_terms =
+    max_terms = N`` (the difficulty knob: ``arith:terms=6``)."""
+    if not isinstance(spec, (str, Path)):
+        raise TypeError(f"task: expected a str, got {type(spec).__name__}")
+    s = str(spec)
+    head, sep, tail = s.rpartition(":")
+    if not sep or not head or not tail or not all(_OPTION.match(p) for p in tail.split(",")):
+        return s, {}
+    kw: dict = {}
+    for piece in tail.split(","):
+        k, v = piece.split("=", 1)
+        for conv in (int, float):
+            try:
+                v = conv(v)
+                break
+            except ValueError:
+                continue
+        if k in kw:
+            raise ValueError(f"task {s!r}: option {k!r} given twice")
+        kw[k] = v
+    if head == "arith" and "terms" in kw:
+        n = kw.pop("terms")
+        if "min_terms" in kw or "max_terms" in kw:
+            raise ValueError(f"task {s!r}: give either terms or min_terms/max_terms")
+        kw["min_terms"] = kw["max_terms"] = n
+    return head, kw
+
+
 def get_task(name_or_path: str, **kw) -> Task:
     """``"arith"`` (kw: fmt, min_terms, max_terms, digits, ops), ``"rg:<dataset>"`` (kw: fmt and
     create_dataset options) or a ``.jsonl`` / ``.parquet`` path (kw: fmt, question_key, answer_key).
-    Pass ``fmt=policy.fmt`` so prompts and answers use the policy's markers."""
+    Options may also be written into the name (:func:`parse_task_spec`: ``"arith:terms=6"``,
+    ``"arith:min_terms=3,max_terms=8"``, ``"rg:chain_sum:min_terms=2"``); they override keywords of the
+    same name. Pass ``fmt=policy.fmt`` so prompts and answers use the policy's markers."""
     if not isinstance(name_or_path, (str, Path)):
         raise TypeError(f"name_or_path: expected a str, got {type(name_or_path).__name__}")
-    s = str(name_or_path)
-    if s == "arith":
-        return ArithTask(**kw)
-    if s.startswith("rg:"):
-        return ReasoningGymTask(s[3:], **kw)
-    if s.endswith((".jsonl", ".parquet")):
-        return FileTask(s, **kw)
+    s, opts = parse_task_spec(str(name_or_path))
+    kw = {**kw, **opts}
+    try:
+        if s == "arith":
+            return ArithTask(**kw)
+        if s.startswith("rg:"):
+            return ReasoningGymTask(s[3:], **kw)
+        if s.endswith((".jsonl", ".parquet")):
+            return FileTask(s, **kw)
+    except TypeError as e:  # an option the task does not take
+        raise ValueError(f"task {str(name_or_path)!r}: {e}") from None
     raise ValueError(f"task: expected 'arith', 'rg:<reasoning-gym dataset>' or a .jsonl/.parquet path, got {s!r}")

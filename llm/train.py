@@ -38,7 +38,8 @@ from . import distributed as D
 from . import resume as R
 from .config import TrainConfig, command_line_request, validate_startup
 from .hub import resolve_dtype
-from .metrics import TIME_KEYS, evaluate, train_record  # noqa: F401  (TIME_KEYS: public, used by tests)
+from .metrics import TIME_KEYS, evaluate, held_out_set, train_record  # noqa: F401  (TIME_KEYS: public, used by tests)
+from .resets import reset_for
 from .rollouts import RolloutBatch, build_rollouts
 from .rundir import JsonlLog, RunDirBusy, RunLock, atomic_dir, move_aside
 from .seeds import mix_seed
@@ -142,6 +143,7 @@ class Trainer(R.ResumeMixin):
         self.opt = torch.optim.AdamW(self.params, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas)
         self.sched = make_scheduler(self.opt, cfg)
         self.train_set, self.eval_set, self.dropped = self._problems()
+        self.reset = reset_for(cfg.rollout)  # the reset distribution (llm.resets), passed to build_rollouts
         self.step = 0
         self.records: list[dict] = []
         self.elapsed0 = 0.0
@@ -196,7 +198,7 @@ class Trainer(R.ResumeMixin):
 
         cfg = self.cfg
         train = self.task.sample(cfg.train_size, seed=cfg.seed, split="train")
-        test = self.task.sample(cfg.eval_size, seed=cfg.seed, split="test")
+        test = held_out_set(self.task, cfg.eval_size, cfg.eval_seed)  # shared by all seeds and methods
         limit = self.policy.max_len
         bad = long_prompts(self.task, train + test, self.policy.tokenizer, limit) if limit else []
         if not bad:
@@ -271,7 +273,7 @@ class Trainer(R.ResumeMixin):
     def evaluate(self) -> dict:
         """Greedy pass@1 on the held-out split (``llm.metrics.evaluate``)."""
         return evaluate(self.policy, self.model, self.task, self.eval_set, self.cfg.rollout, self.info,
-                        self.cfg.fsdp)
+                        self.cfg.fsdp, sampled=self.cfg.eval_sampled, sample_seed=self.cfg.eval_seed)
 
     def update(self, rb: RolloutBatch):
         """One optimisation step on the rollouts (``llm.update.update``); returns this rank's sums."""
@@ -288,7 +290,7 @@ class Trainer(R.ResumeMixin):
         with D.full_params(self.model, info, cfg.fsdp):  # FSDP: ranks decode different step counts
             return build_rollouts(self.policy, self.task, [p for p, _ in mine], cfg.rollout, seed=seed,
                                   prompt_ids=[q for _, q in mine], adv_eps=cfg.loss.adv_eps,
-                                  adv_std=cfg.loss.adv_std)
+                                  adv_std=cfg.loss.adv_std, reset=self.reset)
 
     # ---------------------------------------------------------------- main loop
     def run(self) -> list[dict]:
@@ -379,7 +381,7 @@ class Trainer(R.ResumeMixin):
                 changes=req.changes if req else None, overridden=req.overridden if req else None,
                 long_prompts_dropped=self.dropped, **self.history))
         self._open_tb()
-        if self.step == 0 and cfg.eval_every:
+        if self.step == 0 and cfg.eval_every and cfg.eval_start:
             self.log({"kind": "eval", "step": 0, **self.evaluate()})
 
     def _save_final(self) -> None:

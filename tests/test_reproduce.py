@@ -6,9 +6,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 FIGURES = ["reset_complexity", "pg_suboptimality", "td_error", "td_one_step", "llm_accuracy", "llm_resets",
-           "llm_localization", "ics_lift", "iterative_ppo"]
+           "llm_localization", "llm_dial_stage1", "llm_dial_stage2", "ics_lift", "iterative_ppo"]
 TABLES = ["bounds_check.csv", "bounds_check.json", "pg_td_check.json", "reset_complexity.json",
-          "reset_complexity_fits.csv", "llm_compare.json", "ics_summary.json", "iterative_ppo.json",
+          "reset_complexity_fits.csv", "llm_compare.json", "llm_dial.json", "ics_summary.json", "iterative_ppo.json",
           "iterative_ppo_bounds.json"]
 
 

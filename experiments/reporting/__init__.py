@@ -11,12 +11,12 @@ Each topic module defines
 ``d`` maps each key of ``FILES`` to the loaded JSON (None if the step did not run).
 ``experiments/report.py`` assembles them in the orders below.
 """
-from . import bounds, ics, iterative_ppo, llm, resets
+from . import bounds, dial, ics, iterative_ppo, llm, resets
 
-CLAIMS_ORDER = (bounds, resets, iterative_ppo, llm, ics)
+CLAIMS_ORDER = (bounds, resets, iterative_ppo, dial, llm, ics)
 """topics in the order their claims appear in REPORT.md"""
-SECTIONS_ORDER = (llm, ics, resets, iterative_ppo, bounds)
+SECTIONS_ORDER = (dial, llm, ics, resets, iterative_ppo, bounds)
 """topics in the order their tables appear in REPORT.md"""
-CAPTIONS_ORDER = (resets, bounds, iterative_ppo, llm, ics)
+CAPTIONS_ORDER = (resets, bounds, iterative_ppo, dial, llm, ics)
 """topics in the order their figures are captioned in paper_figs/README.md"""
 TOPICS = tuple(dict.fromkeys(CLAIMS_ORDER + SECTIONS_ORDER + CAPTIONS_ORDER))

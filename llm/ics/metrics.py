@@ -13,12 +13,28 @@ def _rate(num: int, den: int) -> float:
     return num / den if den else float("nan")
 
 
+def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval (95% by default) of ``k`` successes in ``n`` trials; ``(nan, nan)`` when n = 0.
+
+    Implements: Wilson (1927), "Probable inference, the law of succession, and statistical inference":
+    ``(p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)``."""
+    if not 0 <= k <= n:
+        raise ValueError(f"wilson_interval: need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return float("nan"), float("nan")
+    p, zz = k / n, z * z
+    mid = (p + zz / (2 * n)) / (1 + zz / n)
+    half = z * math.sqrt(p * (1 - p) / n + zz / (4 * n * n)) / (1 + zz / n)
+    return (0.0 if k == 0 else max(0.0, mid - half)), (1.0 if k == n else min(1.0, mid + half))
+
+
 def transition_counts(before: Sequence[bool], after: Sequence[bool]) -> dict[str, float]:
     """Fixed / broke / net / lift of a before -> after correctness change.
 
     fixed = #(wrong -> right), broke = #(right -> wrong), net = fixed - broke,
     lift = fixed / #(wrong before)  (self-correction lift: share of initially wrong answers that
-    end correct; NaN when none was wrong). Accuracies are means over the problems.
+    end correct; NaN when none was wrong) with its Wilson 95% interval ``lift_lo``, ``lift_hi``.
+    Accuracies are means over the problems.
     """
     if len(before) != len(after):
         raise ValueError(f"before/after: expected equal lengths, got {len(before)} and {len(after)}")
@@ -26,9 +42,10 @@ def transition_counts(before: Sequence[bool], after: Sequence[bool]) -> dict[str
     broke = sum(1 for b, a in zip(before, after) if b and not a)
     wrong = sum(1 for b in before if not b)
     n = len(before)
+    lo, hi = wilson_interval(fixed, wrong)
     return dict(n=n, acc_before=_rate(sum(map(bool, before)), n),
                 acc_after=_rate(sum(map(bool, after)), n), fixed=fixed, broke=broke,
-                net=fixed - broke, lift=_rate(fixed, wrong))
+                net=fixed - broke, lift=_rate(fixed, wrong), lift_lo=lo, lift_hi=hi, wrong_before=wrong)
 
 
 def localization_scores(pairs: Sequence[tuple[int, int]]) -> dict[str, float]:
@@ -54,7 +71,7 @@ def summarize(results: Sequence[ProblemResult]) -> dict[str, Any]:
     first = [r.first_correct for r in results]
     out: dict[str, Any] = transition_counts(first, [r.final_correct for r in results])
     a = transition_counts(first, [r.final_correct_a for r in results])
-    out.update({f"{k}_a": a[k] for k in ("acc_after", "fixed", "broke", "net", "lift")})
+    out.update({f"{k}_a": a[k] for k in ("acc_after", "fixed", "broke", "net", "lift", "lift_lo", "lift_hi")})
     n = len(results)
     for code, name in EXITS.items():
         sub = [r for r in results if r.exit == code]

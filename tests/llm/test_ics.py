@@ -309,6 +309,26 @@ def test_transition_counts_invariants(pairs):
     assert t["fixed"] + t["broke"] == sum(b != a for b, a in pairs)
     wrong = before.count(False)
     assert math.isnan(t["lift"]) if wrong == 0 else 0 <= t["lift"] <= 1
+    if wrong:
+        assert t["lift_lo"] <= t["lift"] <= t["lift_hi"] and t["wrong_before"] == wrong
+
+
+def test_wilson_interval_reference_values():
+    from llm.ics.metrics import wilson_interval
+    # published case: 81 of 263 (Newcombe 1998, Stat. Med. 17:857, Table I, method 3): 0.2553 to 0.3662
+    lo, hi = wilson_interval(81, 263)
+    assert lo == pytest.approx(0.2553, abs=5e-5) and hi == pytest.approx(0.3662, abs=5e-5)
+    # the ends: 0 of n has lower bound 0, n of n upper bound 1; the interval is the root set of the score test
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    from scipy import stats
+    for k, n in ((3, 17), (50, 50), (0, 1)):
+        lo, hi = wilson_interval(k, n)
+        for p in (lo, hi):  # |p_hat - p| / sqrt(p (1 - p) / n) = z at both ends (where 0 < p < 1)
+            if 0 < p < 1:
+                assert abs(k / n - p) / math.sqrt(p * (1 - p) / n) == pytest.approx(stats.norm.ppf(0.975), rel=1e-9)
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
 
 
 def test_localization_scores_edge_cases():
