@@ -47,7 +47,11 @@ TINY_ARCH = dict(hidden_size=96, intermediate_size=256, num_hidden_layers=3, num
 """Architecture of the tiny default (about 0.3M parameters with the character vocabulary)."""
 
 LOC_TOKENS = 96
-"""Token budget of a localization reply in :func:`evaluate_tiny` (the longest trained reply is 88)."""
+"""Token budget of a localization / verification reply in :func:`evaluate_tiny` (``RolloutConfig``'s and
+``ICSConfig``'s default; the replies stop at their box, well before)."""
+
+EVAL_LENGTHS = (3, 4, 5, 6, 7, 8)
+"""Chain lengths (terms) of the per-length table ``python -m llm.tiny`` prints."""
 
 TRAIN = dict(steps=1200, batch_size=64, lr=3e-3, warmup=50, lr_floor=0.15, weight_decay=0.01,
              mix=dict(sol=0.5, loc=0.3, ver=0.2),
@@ -121,37 +125,41 @@ def resolve_model(name_or_dir: str) -> str:
 
 
 # --------------------------------------------------------------------------- warm start
-def _check_values(task: ArithTask, problem, thoughts: list[str]) -> list[str]:
-    """The value each thought of ``thoughts`` should state, from the problem (not from the chain): the
-    true running value after the thought's equations, the final answer for a thought with an answer
-    (or with equations beyond the last operation), the running value for a thought with neither."""
+def _check_items(task: ArithTask, problem, thoughts: list[str]) -> list[str]:
+    """What each thought of ``thoughts`` should say, re-derived from the problem (never from the chain):
+    for a thought with an equation, the operation it should apply and the true result, ``"-2=6"``
+    (``"3+5=8"`` for the first operation, which also names the first term); for a thought with an
+    answer (or with equations beyond the last operation), the final answer; for a thought with
+    neither, the running value."""
     m = problem.meta
     terms, ops = m["terms"], m["ops"]
     v, s, out = terms[0], 0, []
     for t in thoughts:
         ans = task.fmt.extract_answer(t)
         body = t if ans is None else t[: t.rfind(task.fmt.answer_open)]
+        item = None
         for _ in _EQ_RE.findall(body):
             if s < len(ops):
-                v, s = _OPS[ops[s]](v, terms[s + 1]), s + 1
-            else:
-                s += 1
-        extra = s > len(ops)
-        out.append(problem.answer if ans is not None or extra else str(v))
+                head = str(v) if s == 0 else ""
+                v = _OPS[ops[s]](v, terms[s + 1])
+                item = f"{head}{ops[s]}{terms[s + 1]}={v}"
+            s += 1
+        if ans is not None or s > len(ops):
+            item = problem.answer
+        out.append(str(v) if item is None else item)
     return out
 
 
 def localization_target(task: ArithTask, problem, chain: list[str], step: int) -> str:
     """Reply the tiny default learns for a localization prompt over ``chain`` whose first wrong thought
     (``task.first_error``) is ``step``: it re-solves the problem and writes, for each thought up to
-    ``step``, the value that thought should state (:func:`_check_values`), followed by ``,`` when the
-    chain's thought states it and by the boxed index at the first one that does not, e.g.
-    ``"8,6[2]"`` for ``3+5-2+7`` over ``3+5=8;8-2=7;...``. The values come from the question, never
-    from the chain, so a copied wrong value is a visible mismatch; the reply is short (about 3 tokens
-    a thought). The parser reads the last boxed integer, so the reply follows the localization
-    contract."""
-    vals = _check_values(task, problem, chain[:step])
-    return ",".join(vals) + task.fmt.box(str(step))
+    ``step``, what that thought should say (:func:`_check_items`), followed by ``,`` when the chain's
+    thought says it and by the boxed index at the first one that does not, e.g. ``"3+5=8,-2=6[2]"``
+    for ``3+5-2+7`` over ``3+5=8;8-2=7;...``. Each item is computed as when solving (operation and
+    operand read from the question, result from the model's own previous one), so a wrong value or a
+    wrong operand in the chain shows as a mismatch; about 5 tokens a thought. The parser reads the
+    last boxed integer, so the reply follows the localization contract."""
+    return ",".join(_check_items(task, problem, chain[:step])) + task.fmt.box(str(step))
 
 
 def verification_target(task: ArithTask, problem, chain: list[str], answer: str | None) -> str:
@@ -159,9 +167,9 @@ def verification_target(task: ArithTask, problem, chain: list[str], answer: str 
     re-solve as :func:`localization_target` up to the first wrong thought (or over the whole chain),
     then ``box("NO")`` if a thought is wrong or the answer is missing or wrong, else ``box("YES")``."""
     e = task.first_error(problem, chain) if chain else None
-    vals = _check_values(task, problem, chain if e is None else chain[:e])
+    items = _check_items(task, problem, chain if e is None else chain[:e])
     ok = e is None and answer is not None and task.answer_correct(problem, answer)
-    return ",".join(vals) + task.fmt.box("YES" if ok else "NO")
+    return ",".join(items) + task.fmt.box("YES" if ok else "NO")
 
 
 def _injected(task: ArithTask, p, rng: random.Random) -> tuple[list[str], int]:
@@ -343,7 +351,7 @@ def evaluate_tiny(pol: Policy, *, n: int = 300, seed: int = 1234, task_kw: dict 
 
 def recipe(seed: int = 0) -> dict:
     """Everything the tiny default depends on; a cached build with another recipe is rebuilt."""
-    return {"seed": seed, "arch": TINY_ARCH, "task": TINY_TASK, "train": TRAIN, "version": 5}
+    return {"seed": seed, "arch": TINY_ARCH, "task": TINY_TASK, "train": TRAIN, "version": 6}
 
 
 def ensure_tiny(*, seed: int = 0, force: bool = False, verbose: bool = False) -> Path:
@@ -385,20 +393,26 @@ def main(argv=None):
     import argparse
     import json
 
-    ap = argparse.ArgumentParser(description="Build the tiny offline default and print its accuracy.")
+    ap = argparse.ArgumentParser(description="Build the tiny offline default and print its evaluation (JSON).")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--force", action="store_true", help="rebuild even if cached")
+    ap.add_argument("--model", default=None, help="evaluate this model directory instead of the default")
+    ap.add_argument("--lengths", type=int, nargs="*", default=list(EVAL_LENGTHS),
+                    help="chain lengths of the per-length table (none: skip it)")
+    ap.add_argument("--out", default=None, help="also write the evaluation JSON here")
     ap.add_argument("--steps", type=int, default=None, help="(experiments) train this many steps, do not cache")
     ap.add_argument("--terms", type=int, nargs=2, default=None, help="(experiments, with --steps) min max terms")
-    ap.add_argument("--loc_frac", type=float, default=None, help="(experiments, with --steps)")
+    ap.add_argument("--train_kw", type=json.loads, default=None, help="(experiments, with --steps) TRAIN overrides")
+    ap.add_argument("--arch_kw", type=json.loads, default=None, help="(experiments, with --steps) TINY_ARCH overrides")
     ap.add_argument("--save", default=None, help="(experiments, with --steps) save the model here")
     a = ap.parse_args(argv)
     t0 = time.time()
-    if a.steps is not None:
+    if a.model is not None:
+        pol = Policy.from_pretrained(a.model)
+    elif a.steps is not None:
         torch.set_num_threads(1)
         tk = {} if a.terms is None else {"min_terms": a.terms[0], "max_terms": a.terms[1]}
-        trk = {} if a.loc_frac is None else {"loc_frac": a.loc_frac}
-        pol = train_tiny(seed=a.seed, steps=a.steps, verbose=True, task_kw=tk, train_kw=trk)
+        pol = train_tiny(seed=a.seed, steps=a.steps, verbose=True, task_kw=tk, train_kw=a.train_kw, arch_kw=a.arch_kw)
         if a.save:
             pol.save_pretrained(a.save)
     else:
@@ -406,9 +420,14 @@ def main(argv=None):
         print(f"tiny default at {path}")
         pol = Policy.from_pretrained(str(path))
     print(f"built/loaded in {time.time() - t0:.1f} s; "
-          f"{sum(p.numel() for p in pol.model.parameters()) / 1e6:.2f}M parameters")
-    print(json.dumps(evaluate_tiny(pol, task_kw={k: v for k, v in pol.meta["task"].items() if k != "name"}),
-                     indent=1))
+          f"{sum(p.numel() for p in pol.model.parameters()) / 1e6:.2f}M parameters", flush=True)
+    t1 = time.time()
+    res = evaluate_tiny(pol, task_kw={k: v for k, v in pol.meta["task"].items() if k != "name"}, lengths=a.lengths)
+    res["eval_seconds"] = time.time() - t1
+    text = json.dumps(res, indent=1)
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text + "\n")
 
 
 if __name__ == "__main__":

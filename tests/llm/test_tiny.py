@@ -59,15 +59,15 @@ def test_localization_and_verification_targets_hand_examples():
     task = ArithTask(TINY_FORMAT)
     p = task.make_problem([3, 5, 2, 7], ["+", "-", "+"])  # 3+5=8, 8-2=6, 6+7=13
     # the values come from the question: the wrong 7 of step 2 is a mismatch, never copied
-    assert localization_target(task, p, ["3+5=8", "8-2=7", "7+7=14", "[14]"], 2) == "8,6[2]"
-    assert localization_target(task, p, ["3+5=8", "8-3=5", "5+7=12", "[12]"], 2) == "8,6[2]"  # wrong operand
-    assert localization_target(task, p, ["3+5=8", "8-2=6", "6+7=13", "[12]"], 4) == "8,6,13,13[4]"
-    assert verification_target(task, p, ["3+5=8", "8-2=6", "6+7=13", "[13]"], "13") == "8,6,13,13[YES]"
-    assert verification_target(task, p, ["3+5=8", "8-2=7", "7+7=14", "[14]"], "14") == "8,6[NO]"
-    assert verification_target(task, p, ["3+5=8", "8-2=6"], None) == "8,6[NO]"  # no answer: NO
-    # a premature answer states the final answer; a thought with no equation keeps the running value
-    assert localization_target(task, p, ["3+5=8", "[8]"], 2) == "8,13[2]"
-    assert localization_target(task, p, ["3+5=8", "hm", "8-2=9", "[9]"], 3) == "8,8,6[3]"
+    assert localization_target(task, p, ["3+5=8", "8-2=7", "7+7=14", "[14]"], 2) == "3+5=8,-2=6[2]"
+    assert localization_target(task, p, ["3+5=8", "8-3=5", "5+7=12", "[12]"], 2) == "3+5=8,-2=6[2]"  # operand
+    assert localization_target(task, p, ["3+5=8", "8-2=6", "6+7=13", "[12]"], 4) == "3+5=8,-2=6,+7=13,13[4]"
+    assert verification_target(task, p, ["3+5=8", "8-2=6", "6+7=13", "[13]"], "13") == "3+5=8,-2=6,+7=13,13[YES]"
+    assert verification_target(task, p, ["3+5=8", "8-2=7", "7+7=14", "[14]"], "14") == "3+5=8,-2=6[NO]"
+    assert verification_target(task, p, ["3+5=8", "8-2=6"], None) == "3+5=8,-2=6[NO]"  # no answer: NO
+    # a premature answer should state the final answer; a thought with no equation the running value
+    assert localization_target(task, p, ["3+5=8", "[8]"], 2) == "3+5=8,13[2]"
+    assert localization_target(task, p, ["3+5=8", "hm", "8-2=9", "[9]"], 3) == "3+5=8,8,-2=6[3]"
 
 
 @given(st.integers(0, 10_000), st.integers(0, 5))
@@ -83,13 +83,14 @@ def test_targets_agree_with_the_step_checker(seed, which):
     e = task.first_error(p, chain)
     reply = localization_target(task, p, chain, e)
     assert parse_localization(reply, len(chain), TINY_FORMAT).index == e == step
-    vals = reply[: reply.index("[")].split(",")
-    assert len(vals) == e
-    stated = [t.split("=")[-1].strip("[]") for t in chain]
-    assert vals[:-1] == stated[: e - 1] and vals[-1] != stated[e - 1]
+    items = reply[: reply.index("[")].split(",")
+    assert len(items) == e
+    # every item before e is the tail of the chain's thought (operation, operand, result); item e is not
+    assert all(t.endswith(i) for t, i in zip(chain[: e - 1], items[:-1])) and not chain[e - 1].endswith(items[-1])
     assert verification_target(task, p, chain, TINY_FORMAT.extract_answer(chain[-1])).endswith("[NO]")
     sol = task.solution(p)
-    assert verification_target(task, p, sol, p.answer) == ",".join(s.split("=")[-1].strip("[]") for s in sol) + "[YES]"
+    ver = verification_target(task, p, sol, p.answer)
+    assert ver.endswith("[YES]") and all(t.strip("[]").endswith(i) for t, i in zip(sol, ver[:-5].split(",")))
 
 
 def test_warm_start_examples_and_loss_mask():
