@@ -22,6 +22,7 @@ early at 750 steps (61%) stayed flat; builds decayed to 10-15% gained 0.04-0.08 
 """
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -31,14 +32,14 @@ import torch
 
 from .localize import localization_prompt, parse_localization
 from .policy import Policy
-from .tasks import ArithTask
+from .tasks import _EQ_RE, _OPS, ArithTask
 from .thoughts import TINY_FORMAT
 
 TINY = "tiny"
 SPECIALS = ["<pad>", "<eos>", "<unk>"]
 CHARS = [chr(i) for i in range(32, 127)] + ["\n"]
 
-TINY_TASK = dict(min_terms=3, max_terms=6, digits=1, ops="+-")
+TINY_TASK = dict(min_terms=3, max_terms=8, digits=1, ops="+-")
 """Default difficulty of the built-in task the tiny model is trained on (``ArithTask`` keywords)."""
 
 TINY_ARCH = dict(hidden_size=96, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
@@ -46,11 +47,21 @@ TINY_ARCH = dict(hidden_size=96, intermediate_size=256, num_hidden_layers=3, num
 """Architecture of the tiny default (about 0.3M parameters with the character vocabulary)."""
 
 LOC_TOKENS = 96
-"""Token budget of a localization reply in :func:`evaluate_tiny` (the longest trained reply is 88)."""
+"""Token budget of a localization / verification reply in :func:`evaluate_tiny` (``RolloutConfig``'s and
+``ICSConfig``'s default; the replies stop at their box, well before)."""
 
-TRAIN = dict(steps=850, batch_size=64, lr=3e-3, warmup=50, lr_floor=0.15, loc_frac=0.5, weight_decay=0.01)
-"""Supervised warm start: AdamW, linear warm-up then cosine decay to ``lr_floor * lr``; ``loc_frac`` of
-each batch are localization examples."""
+EVAL_LENGTHS = (3, 4, 5, 6, 7, 8)
+"""Chain lengths (terms) of the per-length table ``python -m llm.tiny`` prints."""
+
+TRAIN = dict(steps=1200, batch_size=64, lr=3e-3, warmup=50, lr_floor=0.15, weight_decay=0.01,
+             mix=dict(sol=0.5, loc=0.3, ver=0.2),
+             own_at=(600, 900), own_prompts=1500, own_samples=4, own_temperature=0.7, own_top_p=0.95,
+             mix_own=dict(sol=0.4, loc=0.1, loc_own=0.3, ver=0.05, ver_own=0.15))
+"""Supervised warm start: AdamW, linear warm-up then cosine decay to ``lr_floor * lr``. Each batch is one
+kind of example drawn with the weights ``mix``; at each step of ``own_at`` the model samples
+``own_samples`` chains for ``own_prompts`` training problems (``own_temperature``, ``own_top_p``: the RL
+sampling settings), labelled by the step checker, and from then on batches are drawn with ``mix_own``,
+which adds localization (``loc_own``) and verification (``ver_own``) examples on those own chains."""
 
 
 def char_tokenizer():
@@ -104,42 +115,104 @@ def tiny_dir() -> Path:
 
 
 # --------------------------------------------------------------------------- warm start
+def _check_items(task: ArithTask, problem, thoughts: list[str]) -> list[str]:
+    """What each thought of ``thoughts`` should say, re-derived from the problem (never from the chain):
+    for a thought with an equation, the operation it should apply and the true result, ``"-2=6"``
+    (``"3+5=8"`` for the first operation, which also names the first term); for a thought with an
+    answer (or with equations beyond the last operation), the final answer; for a thought with
+    neither, the running value."""
+    m = problem.meta
+    terms, ops = m["terms"], m["ops"]
+    v, s, out = terms[0], 0, []
+    for t in thoughts:
+        ans = task.fmt.extract_answer(t)
+        body = t if ans is None else t[: t.rfind(task.fmt.answer_open)]
+        item = None
+        for _ in _EQ_RE.findall(body):
+            if s < len(ops):
+                head = str(v) if s == 0 else ""
+                v = _OPS[ops[s]](v, terms[s + 1])
+                item = f"{head}{ops[s]}{terms[s + 1]}={v}"
+            s += 1
+        if ans is not None or s > len(ops):
+            item = problem.answer
+        out.append(str(v) if item is None else item)
+    return out
+
+
+def localization_target(task: ArithTask, problem, chain: list[str], step: int) -> str:
+    """Reply the tiny default learns for a localization prompt over ``chain`` whose first wrong thought
+    (``task.first_error``) is ``step``: it re-solves the problem and writes, for each thought up to
+    ``step``, what that thought should say (:func:`_check_items`), followed by ``,`` when the chain's
+    thought says it and by the boxed index at the first one that does not, e.g. ``"3+5=8,-2=6[2]"``
+    for ``3+5-2+7`` over ``3+5=8;8-2=7;...``. Each item is computed as when solving (operation and
+    operand read from the question, result from the model's own previous one), so a wrong value or a
+    wrong operand in the chain shows as a mismatch; about 5 tokens a thought. The parser reads the
+    last boxed integer, so the reply follows the localization contract."""
+    return ",".join(_check_items(task, problem, chain[:step])) + task.fmt.box(str(step))
+
+
+def verification_target(task: ArithTask, problem, chain: list[str], answer: str | None) -> str:
+    """Reply to the L3 question (``verification_prompt``) about ``chain`` and its ``answer``: the same
+    re-solve as :func:`localization_target` up to the first wrong thought (or over the whole chain),
+    then ``box("NO")`` if a thought is wrong or the answer is missing or wrong, else ``box("YES")``."""
+    e = task.first_error(problem, chain) if chain else None
+    items = _check_items(task, problem, chain if e is None else chain[:e])
+    ok = e is None and answer is not None and task.answer_correct(problem, answer)
+    return ",".join(items) + task.fmt.box("YES" if ok else "NO")
+
+
+def _injected(task: ArithTask, p, rng: random.Random) -> tuple[list[str], int]:
+    step = rng.randint(1, len(p.meta["ops"]) + 1)
+    return task.corrupt(p, step, rng), step
+
+
 def _pairs(task: ArithTask, rng: random.Random, n: int, kind: str, seed: int) -> list[tuple[str, str]]:
-    """``n`` (prompt, target) pairs: solution chains (``kind="sol"``) or localization examples
-    (``kind="loc"``: a chain with one injected error at a uniform step -> ``box(step)``)."""
+    """``n`` (prompt, target) pairs of ``kind``: ``"sol"`` solution chains; ``"loc"`` localization of a
+    chain with one injected error at a uniform step; ``"ver"`` the L3 question about the solution
+    (half) or a chain with one injected error (half)."""
+    from ._ics_baselines import verification_prompt
+
     fmt = task.fmt
     out = []
     for p in task.sample(n, seed=seed, split="train"):
         if kind == "sol":
             sol = task.solution(p)
             out.append((task.prompt(p), fmt.join(sol[:-1]) + sol[-1]))
+        elif kind == "loc":
+            chain, step = _injected(task, p, rng)
+            out.append((localization_prompt(task, p, chain), localization_target(task, p, chain, step)))
+        elif kind == "ver":
+            chain = task.solution(p) if rng.random() < 0.5 else _injected(task, p, rng)[0]
+            ans = fmt.extract_answer(chain[-1])
+            out.append((verification_prompt(task, p, chain, ans), verification_target(task, p, chain, ans)))
         else:
-            step = rng.randint(1, len(p.meta["ops"]) + 1)
-            chain = task.corrupt(p, step, rng)
-            out.append((localization_prompt(task, p, chain), localization_target(chain, step, fmt)))
+            raise ValueError(f"kind: expected 'sol', 'loc' or 'ver', got {kind!r}")
     return out
 
 
-def localization_target(chain: list[str], step: int, fmt=TINY_FORMAT) -> str:
-    """Reply the tiny default learns for a localization prompt over ``chain`` whose first wrong step is
-    ``step``: for each step up to it, ``i:<left side>=<its true value>|<the value written>`` and a mark
-    (``y`` equal, ``n`` not), then the boxed index, e.g. ``"1:3+5=8|8y2:8-2=6|7n[2]"``; an answer step
-    is ``i:<running value>|<answer written>``. Every check is then between two adjacent numbers that a
-    tiny model can produce (it computes the true value as when solving, then copies the written one);
-    a direct arg-min over the prompt, or restating the written step, stayed at or below chance.
-    The parser reads the last boxed integer, so the reply follows the localization contract."""
-    parts, v = [], None
-    for i, t in enumerate(chain[:step], 1):
-        ans = fmt.extract_answer(t)
-        if ans is None:
-            left, written = t.split("=")
-            true = eval(left)  # noqa: S307  (our own "a+b" / "a-b" / "a*b" text)
-            parts.append(f"{i}:{left}={true}|{written}")
-            v = int(written)
-        else:
-            parts.append(f"{i}:{v}|{ans}")
-        parts[-1] += "n" if i == step else "y"
-    return "".join(parts) + fmt.box(str(step))
+def _own_pairs(pol: Policy, task: ArithTask, n: int, k: int, seed: int, temperature: float,
+               top_p: float) -> dict[str, list[tuple[str, str]]]:
+    """Localization and verification examples on the model's OWN chains: ``k`` samples at
+    ``temperature`` for each of ``n`` training problems, labelled by the step checker. ``"loc_own"``:
+    the failed chains with a checker-found first error; ``"ver_own"``: every chain with thoughts."""
+    from ._ics_baselines import verification_prompt
+
+    probs = task.sample(n, seed=seed, split="train")
+    gen = torch.Generator().manual_seed(seed)
+    outs = pol.generate([task.prompt(p) for p in probs], n=k, temperature=temperature, top_p=top_p,
+                        max_thoughts=16, max_thought_tokens=16, generator=gen)
+    loc, ver = [], []
+    for p, row in zip(probs, outs):
+        for s in row:
+            if not s.thoughts:
+                continue
+            ver.append((verification_prompt(task, p, s.thoughts, s.answer),
+                        verification_target(task, p, s.thoughts, s.answer)))
+            e = task.first_error(p, s.thoughts)
+            if e is not None and task.reward(p, s.text) == 0:
+                loc.append((localization_prompt(task, p, s.thoughts), localization_target(task, p, s.thoughts, e)))
+    return {"loc_own": loc, "ver_own": ver}
 
 
 def _batch(pol: Policy, pairs):
@@ -161,29 +234,47 @@ def _batch(pol: Policy, pairs):
     return ids, att, loss_mask
 
 
+def _lr_lambda(cfg: dict):
+    total, floor, warm = cfg["steps"], cfg["lr_floor"], cfg["warmup"]
+    return lambda s: min(1.0, (s + 1) / warm) * (
+        0.5 * (1 + math.cos(math.pi * min(s, total) / total)) * (1 - floor) + floor)
+
+
 def train_tiny(*, seed: int = 0, steps: int | None = None, log_every: int = 50, verbose: bool = False,
-               task_kw: dict | None = None, train_kw: dict | None = None) -> Policy:
+               task_kw: dict | None = None, train_kw: dict | None = None, arch_kw: dict | None = None) -> Policy:
     """Supervised warm start of the tiny default (see TRAIN); deterministic given the seed and the
     thread count. Returns the trained Policy (not saved)."""
     cfg = {**TRAIN, **(train_kw or {})}
     task_kw = {**TINY_TASK, **(task_kw or {})}
+    arch = {**TINY_ARCH, **(arch_kw or {})}
     if steps is not None:
         cfg["steps"] = steps
     tok = char_tokenizer()
-    pol = Policy(_llama(tok, seed, **TINY_ARCH), tok, TINY_FORMAT)
+    pol = Policy(_llama(tok, seed, **arch), tok, TINY_FORMAT)
     task = ArithTask(TINY_FORMAT, **task_kw)
     rng = random.Random(seed)
     opt = torch.optim.AdamW(pol.model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"],
                             betas=(0.9, 0.98))
-    total = cfg["steps"]
-    floor = cfg["lr_floor"]
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg["warmup"]) * 0.5 * (
-        1 + torch.cos(torch.tensor(torch.pi * min(s, total) / total)).item()) * (1 - floor) + floor)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     pol.model.train()
-    t0, bs = time.time(), cfg["batch_size"]
-    for step in range(total):
-        kind = "loc" if rng.random() < cfg["loc_frac"] else "sol"
-        ids, att, lm = _batch(pol, _pairs(task, rng, bs, kind, seed=seed * 100_003 + step))
+    t0, bs, own = time.time(), cfg["batch_size"], {}
+    own_at = set(cfg["own_at"])
+    for step in range(cfg["steps"]):
+        if step in own_at:  # refresh the pool of the model's own chains (sampled in eval mode, no grad)
+            own = _own_pairs(pol, task, cfg["own_prompts"], cfg["own_samples"], seed * 100_003 + 7 * step + 1,
+                             cfg["own_temperature"], cfg["own_top_p"])
+            pol.model.train()
+            if verbose:
+                print(f"step {step:5d}  own chains: {len(own['loc_own'])} failures, {len(own['ver_own'])} chains",
+                      flush=True)
+        mix = cfg["mix_own"] if own else cfg["mix"]
+        kinds, weights = zip(*sorted(mix.items()))
+        kind = rng.choices(kinds, weights)[0]
+        if kind in own:
+            pairs = [own[kind][rng.randrange(len(own[kind]))] for _ in range(bs)]
+        else:
+            pairs = _pairs(task, rng, bs, kind, seed=seed * 100_003 + step)
+        ids, att, lm = _batch(pol, pairs)
         logp = pol.logprobs(ids, att)  # (B, T-1)
         loss = -(logp * lm).sum() / lm.sum()
         opt.zero_grad(set_to_none=True)
@@ -191,20 +282,33 @@ def train_tiny(*, seed: int = 0, steps: int | None = None, log_every: int = 50, 
         torch.nn.utils.clip_grad_norm_(pol.model.parameters(), 1.0)
         opt.step()
         sched.step()
-        if verbose and (step % log_every == 0 or step == total - 1):
-            print(f"step {step:5d}  {kind}  loss {loss.item():.4f}  {time.time() - t0:6.1f} s", flush=True)
+        if verbose and (step % log_every == 0 or step == cfg["steps"] - 1):
+            print(f"step {step:5d}  {kind:7s}  loss {loss.item():.4f}  {time.time() - t0:6.1f} s", flush=True)
     pol.model.eval()
     pol.meta = {"task": {"name": "arith", **task_kw}, "train": {**cfg, "seed": seed}}
     return pol
 
 
-def evaluate_tiny(pol: Policy, *, n: int = 300, seed: int = 1234, task_kw: dict | None = None) -> dict:
-    """Greedy accuracy on ``n`` test problems; localization accuracy on chains with one injected
-    error (vs chance ``E[1 / n_steps]``) and on the model's own failed chains (vs the step checker)."""
-    task = ArithTask(pol.fmt, **(task_kw or TINY_TASK))
+def evaluate_tiny(pol: Policy, *, n: int = 300, seed: int = 1234, task_kw: dict | None = None,
+                  own_prompts: int = 500, own_samples: int = 4, lengths=(), length_prompts: int = 200,
+                  loc_temperature: float = 0.3) -> dict:
+    """The tiny default's numbers (see ``llm.tiny_eval`` for each measurement; rates carry Wilson 95%
+    intervals):
+
+    * ``accuracy``: greedy, on ``n`` test problems of the task ``task_kw`` (default :data:`TINY_TASK`);
+    * ``loc_injected``: greedy localization of one injected error in the solution of each problem;
+    * ``own``: ``own_samples`` chains for each of ``own_prompts`` test problems, sampled as RL does
+      (T 0.7, top_p 0.95): their success, ``localization`` of the failed ones at ``loc_temperature``
+      (the SRPO call) and ``verification`` (the L3 question) of every answer;
+    * ``lengths``: :func:`llm.tiny_eval.length_table` for each chain length in ``lengths``.
+    """
+    from . import tiny_eval as E
+
+    base_kw = {**TINY_TASK, **(task_kw or {})}
+    task = ArithTask(pol.fmt, **base_kw)
     probs = task.sample(n, seed=seed, split="test")
-    outs = pol.generate([task.prompt(p) for p in probs], greedy=True, max_thoughts=8, max_thought_tokens=16)
-    acc = sum(task.reward(p, o[0].text) for p, o in zip(probs, outs)) / n
+    outs = pol.generate([task.prompt(p) for p in probs], greedy=True, max_thoughts=20, max_thought_tokens=16)
+    acc = sum(task.reward(p, o[0].text) for p, o in zip(probs, outs))
     rng = random.Random(seed)
     steps, prompts, chance = [], [], 0.0
     for p in probs:
@@ -213,26 +317,31 @@ def evaluate_tiny(pol: Policy, *, n: int = 300, seed: int = 1234, task_kw: dict 
         prompts.append(localization_prompt(task, p, task.corrupt(p, steps[-1], rng)))
         chance += 1 / k
     replies = pol.complete(prompts, greedy=True, max_new_tokens=LOC_TOKENS)
-    hits = [parse_localization(r, len(p.meta["ops"]) + 1, pol.fmt).index == s
-            for r, p, s in zip(replies, probs, steps)]
-    own, own_hit, own_chance = 0, 0, float("nan")  # the model's own wrong chains that have a checker-found first error
-    fail = [(p, o[0]) for p, o in zip(probs, outs) if task.reward(p, o[0].text) == 0 and o[0].thoughts]
-    fail = [(p, s, task.first_error(p, s.thoughts)) for p, s in fail]
-    fail = [f for f in fail if f[2] is not None]
-    if fail:
-        rep = pol.complete([localization_prompt(task, p, s.thoughts) for p, s, _ in fail], greedy=True,
-                           max_new_tokens=LOC_TOKENS)
-        own = len(fail)
-        own_chance = sum(1 / len(s.thoughts) for _, s, _ in fail) / own
-        own_hit = sum(parse_localization(r, len(s.thoughts), pol.fmt).index == e for r, (p, s, e) in zip(rep, fail))
-    return {"accuracy": acc, "loc_accuracy_injected": sum(hits) / n, "loc_chance_injected": chance / n,
-            "loc_accuracy_own_failures": own_hit / own if own else float("nan"), "loc_chance_own_failures": own_chance,
-            "n_own_failures": own, "n": n}
+    hits = sum(parse_localization(r, len(p.meta["ops"]) + 1, pol.fmt).index == s
+               for r, p, s in zip(replies, probs, steps))
+    own_probs = task.sample(own_prompts, seed=seed + 1, split="test")
+    own = E.sample_chains(pol, task, own_probs, own_samples, seed + 2)
+    fails = E.failures(task, own_probs, own)
+    wins = sum(task.reward(p, s.text) for p, row in zip(own_probs, own) for s in row)
+    out = {"task": base_kw, "accuracy": E._rate(int(acc), n),
+           "loc_injected": {"exact": E._rate(hits, n), "chance": chance / n},
+           "own": {"sampling": E.SAMPLING, "prompts": own_prompts, "samples_per_prompt": own_samples,
+                   "success": E._rate(int(wins), own_prompts * own_samples), "failures": len(fails),
+                   "localization": E.own_localization(pol, task, fails, temperature=loc_temperature,
+                                                      max_new_tokens=LOC_TOKENS, seed=seed + 3),
+                   "verification": E.own_verification(pol, task, own_probs, own, temperature=loc_temperature,
+                                                      max_new_tokens=LOC_TOKENS, seed=seed + 4)}}
+    loc = out["own"]["localization"]
+    loc["exact_over_chance"] = loc["exact"]["rate"] / loc["chance"] if fails else float("nan")
+    if lengths:
+        out["lengths"] = E.length_table(pol, ArithTask, base_kw, lengths, n=length_prompts, seed=seed + 5,
+                                        loc_temperature=loc_temperature)
+    return out
 
 
 def recipe(seed: int = 0) -> dict:
     """Everything the tiny default depends on; a cached build with another recipe is rebuilt."""
-    return {"seed": seed, "arch": TINY_ARCH, "task": TINY_TASK, "train": TRAIN, "version": 5}
+    return {"seed": seed, "arch": TINY_ARCH, "task": TINY_TASK, "train": TRAIN, "version": 6}
 
 
 def ensure_tiny(*, seed: int = 0, force: bool = False, verbose: bool = False) -> Path:
@@ -280,20 +389,26 @@ def main(argv=None):
     import argparse
     import json
 
-    ap = argparse.ArgumentParser(description="Build the tiny offline default and print its accuracy.")
+    ap = argparse.ArgumentParser(description="Build the tiny offline default and print its evaluation (JSON).")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--force", action="store_true", help="rebuild even if cached")
+    ap.add_argument("--model", default=None, help="evaluate this model directory instead of the default")
+    ap.add_argument("--lengths", type=int, nargs="*", default=list(EVAL_LENGTHS),
+                    help="chain lengths of the per-length table (none: skip it)")
+    ap.add_argument("--out", default=None, help="also write the evaluation JSON here")
     ap.add_argument("--steps", type=int, default=None, help="(experiments) train this many steps, do not cache")
     ap.add_argument("--terms", type=int, nargs=2, default=None, help="(experiments, with --steps) min max terms")
-    ap.add_argument("--loc_frac", type=float, default=None, help="(experiments, with --steps)")
+    ap.add_argument("--train_kw", type=json.loads, default=None, help="(experiments, with --steps) TRAIN overrides")
+    ap.add_argument("--arch_kw", type=json.loads, default=None, help="(experiments, with --steps) TINY_ARCH overrides")
     ap.add_argument("--save", default=None, help="(experiments, with --steps) save the model here")
     a = ap.parse_args(argv)
     t0 = time.time()
-    if a.steps is not None:
+    if a.model is not None:
+        pol = Policy.from_pretrained(a.model)
+    elif a.steps is not None:
         torch.set_num_threads(1)
         tk = {} if a.terms is None else {"min_terms": a.terms[0], "max_terms": a.terms[1]}
-        trk = {} if a.loc_frac is None else {"loc_frac": a.loc_frac}
-        pol = train_tiny(seed=a.seed, steps=a.steps, verbose=True, task_kw=tk, train_kw=trk)
+        pol = train_tiny(seed=a.seed, steps=a.steps, verbose=True, task_kw=tk, train_kw=a.train_kw, arch_kw=a.arch_kw)
         if a.save:
             pol.save_pretrained(a.save)
     else:
@@ -301,9 +416,14 @@ def main(argv=None):
         print(f"tiny default at {path}")
         pol = Policy.from_pretrained(str(path))
     print(f"built/loaded in {time.time() - t0:.1f} s; "
-          f"{sum(p.numel() for p in pol.model.parameters()) / 1e6:.2f}M parameters")
-    print(json.dumps(evaluate_tiny(pol, task_kw={k: v for k, v in pol.meta["task"].items() if k != "name"}),
-                     indent=1))
+          f"{sum(p.numel() for p in pol.model.parameters()) / 1e6:.2f}M parameters", flush=True)
+    t1 = time.time()
+    res = evaluate_tiny(pol, task_kw={k: v for k, v in pol.meta["task"].items() if k != "name"}, lengths=a.lengths)
+    res["eval_seconds"] = time.time() - t1
+    text = json.dumps(res, indent=1)
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text + "\n")
 
 
 if __name__ == "__main__":
