@@ -298,13 +298,10 @@ class TrainConfig:
     (0: no token cap; a longer sequence gets a pass of its own)"""
     # ---------------------------------------------------------------- update forward and memory (issue 18)
     update_forward: Literal["auto", "shared", "packed", "naive"] = "auto"
-    """forward of the update (docs/llm.md, "The trainer's step"). shared: each group's shared tokens (the
-    prompt of fresh chains, prompt + reset prefix of continuations) run once per pass, their keys/values
-    fanned out to the group's suffixes, logits only where a trained token is predicted; packed: the same in
-    one forward per pass, one packed row per group (attention over the whole row: slower for long responses);
-    naive: every sample run whole, padded. Same loss and gradient up to float summation order. auto: shared,
-    packed under FSDP2 (which cannot take the shared path's gradient). micro_batch_tokens then caps the
-    tokens a pass runs (shared part once per group + suffixes)"""
+    """forward of the update (docs/llm.md, "The trainer's step"): shared (each group's shared tokens run once
+    per pass, keys/values fanned out to its suffixes), packed (the same as one packed row per group), naive
+    (every sample whole, padded); same loss and gradient up to float summation order. auto: shared, packed
+    under FSDP2"""
     gradient_checkpointing: bool = False
     """recompute each decoder layer's activations in the backward instead of keeping them (Hugging Face's
     non-reentrant checkpointing; the shared forward checkpoints the same layers itself): less memory for

@@ -18,6 +18,7 @@ Parsing (:func:`parse_localization`, the paper's rule): the last answer box if i
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .thoughts import ThoughtFormat
@@ -126,3 +127,44 @@ def parse_localization(text: str, n_thoughts: int, fmt: ThoughtFormat, *, allow_
     if steps and 1 <= int(steps[-1]) <= n_thoughts:
         return Localization(index=int(steps[-1]), source="step", boxed=boxed)
     return Localization(index=min(1, n_thoughts), source="fallback", boxed=boxed)
+
+
+# --------------------------------------------------------------------------- verification (L3)
+_YES = {"YES", "Y", "TRUE", "CORRECT"}
+_NO = {"NO", "N", "FALSE", "INCORRECT", "WRONG"}
+
+
+def steps_block(fmt, thoughts: Sequence[str]) -> str:
+    """The numbered steps of a prompt (or a placeholder when there are none)."""
+    return fmt.numbered(list(thoughts)) if thoughts else "(no complete steps)"
+
+
+def verification_prompt(task, problem, thoughts: Sequence[str], answer: str | None) -> str:
+    """L3 self-verification prompt: problem, numbered steps, final answer; ask for a boxed YES/NO."""
+    fmt = task.fmt
+    box = lambda s: f"{fmt.answer_open}{s}{fmt.answer_close}"
+    ans = answer if answer is not None else "(no final answer)"
+    if getattr(fmt, "compact_prompts", False):
+        return f"V:{problem.question}\n{steps_block(fmt, thoughts)}\nAnswer {ans}. Correct?\n"
+    return (
+        f"Problem:\n{problem.question}\n\nProposed solution:\n{steps_block(fmt, thoughts)}\n"
+        f"Final answer: {ans}\n\n"
+        "Check the solution step by step. Is the final answer correct? Answer YES or NO and end "
+        f"with {box('YES')} or {box('NO')}.\n"
+    )
+
+
+def parse_verdict(text: str, fmt) -> bool | None:
+    """Boxed YES/NO verdict -> True / False; None when unparseable (the caller counts it as NO).
+
+    The last boxed expression is read (``fmt.extract_answer``); its first word, upper-cased and
+    stripped of punctuation, must be one of YES/Y/TRUE/CORRECT or NO/N/FALSE/INCORRECT/WRONG.
+    """
+    box = fmt.extract_answer(text)
+    if box is None:
+        return None
+    words = re.findall(r"[A-Za-z]+", box)
+    if not words:
+        return None
+    w = words[0].upper()
+    return True if w in _YES else False if w in _NO else None

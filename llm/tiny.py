@@ -39,11 +39,11 @@ TINY = "tiny"
 SPECIALS = ["<pad>", "<eos>", "<unk>"]
 CHARS = [chr(i) for i in range(32, 127)] + ["\n"]
 
-TINY_TASK = dict(min_terms=3, max_terms=8, digits=1, ops="+-")
+TINY_TASK = {"min_terms": 3, "max_terms": 8, "digits": 1, "ops": "+-"}
 """Default difficulty of the built-in task the tiny model is trained on (``ArithTask`` keywords)."""
 
-TINY_ARCH = dict(hidden_size=96, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
-                 num_key_value_heads=4, max_position_embeddings=512)
+TINY_ARCH = {"hidden_size": 96, "intermediate_size": 256, "num_hidden_layers": 3, "num_attention_heads": 4,
+                 "num_key_value_heads": 4, "max_position_embeddings": 512}
 """Architecture of the tiny default (about 0.3M parameters with the character vocabulary)."""
 
 LOC_TOKENS = 96
@@ -53,10 +53,10 @@ LOC_TOKENS = 96
 EVAL_LENGTHS = (3, 4, 5, 6, 7, 8)
 """Chain lengths (terms) of the per-length table ``python -m llm.tiny`` prints."""
 
-TRAIN = dict(steps=1200, batch_size=64, lr=3e-3, warmup=50, lr_floor=0.15, weight_decay=0.01,
-             mix=dict(sol=0.5, loc=0.3, ver=0.2),
-             own_at=(600, 900), own_prompts=1500, own_samples=4, own_temperature=0.7, own_top_p=0.95,
-             mix_own=dict(sol=0.4, loc=0.1, loc_own=0.3, ver=0.05, ver_own=0.15))
+TRAIN = {"steps": 1200, "batch_size": 64, "lr": 3e-3, "warmup": 50, "lr_floor": 0.15, "weight_decay": 0.01,
+             "mix": {"sol": 0.5, "loc": 0.3, "ver": 0.2},
+             "own_at": (600, 900), "own_prompts": 1500, "own_samples": 4, "own_temperature": 0.7, "own_top_p": 0.95,
+             "mix_own": {"sol": 0.4, "loc": 0.1, "loc_own": 0.3, "ver": 0.05, "ver_own": 0.15}}
 """Supervised warm start: AdamW, linear warm-up then cosine decay to ``lr_floor * lr``. Each batch is one
 kind of example drawn with the weights ``mix``; at each step of ``own_at`` the model samples
 ``own_samples`` chains for ``own_prompts`` training problems (``own_temperature``, ``own_top_p``: the RL
@@ -171,7 +171,7 @@ def _pairs(task: ArithTask, rng: random.Random, n: int, kind: str, seed: int) ->
     """``n`` (prompt, target) pairs of ``kind``: ``"sol"`` solution chains; ``"loc"`` localization of a
     chain with one injected error at a uniform step; ``"ver"`` the L3 question about the solution
     (half) or a chain with one injected error (half)."""
-    from ._ics_baselines import verification_prompt
+    from .localize import verification_prompt
 
     fmt = task.fmt
     out = []
@@ -196,7 +196,7 @@ def _own_pairs(pol: Policy, task: ArithTask, n: int, k: int, seed: int, temperat
     """Localization and verification examples on the model's OWN chains: ``k`` samples at
     ``temperature`` for each of ``n`` training problems, labelled by the step checker. ``"loc_own"``:
     the failed chains with a checker-found first error; ``"ver_own"``: every chain with thoughts."""
-    from ._ics_baselines import verification_prompt
+    from .localize import verification_prompt
 
     probs = task.sample(n, seed=seed, split="train")
     gen = torch.Generator().manual_seed(seed)

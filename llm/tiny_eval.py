@@ -15,28 +15,28 @@ checker (``ArithTask.first_error``):
   prompts whose ``k`` samples all fail / are mixed / all succeed (GRPO groups with and without
   reward variance) and own-failure localization.
 
-Proportions come with Wilson 95% intervals (:func:`wilson`, scipy's ``binomtest``).
+Proportions come with Wilson 95% intervals (:func:`llm.stats.wilson_interval`).
 """
 from __future__ import annotations
 
 import torch
 
-from ._ics_baselines import parse_verdict, verification_prompt
-from .localize import localization_prompt, parse_localization
+from .localize import (
+    localization_prompt,
+    parse_localization,
+    parse_verdict,
+    verification_prompt,
+)
+from .stats import wilson_interval
 
-SAMPLING = dict(temperature=0.7, top_p=0.95, max_thoughts=20, max_thought_tokens=16)
+SAMPLING = {"temperature": 0.7, "top_p": 0.95, "max_thoughts": 20, "max_thought_tokens": 16}
 """How the own chains are sampled: RolloutConfig's temperature and top_p (a tiny-model thought is at
 most 8 characters, so 16 tokens never cut one)."""
 
 
 def wilson(k: int, n: int) -> list[float]:
     """Wilson score 95% interval ``[lo, hi]`` of a proportion ``k / n`` (``[nan, nan]`` when n = 0)."""
-    if n == 0:
-        return [float("nan"), float("nan")]
-    from scipy.stats import binomtest
-
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
-    return [float(ci.low), float(ci.high)]
+    return list(wilson_interval(k, n))
 
 
 def _rate(k: int, n: int) -> dict:

@@ -24,18 +24,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-
-def wilson(k: float, n: float, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval ``(lo, hi)`` of ``k`` successes in ``n`` trials (``(nan, nan)`` when n = 0)."""
-    if n < 0 or k < 0 or k > n:
-        raise ValueError(f"wilson: need 0 <= k <= n, got k={k}, n={n}")
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (0.0 if k == 0 else max(0.0, mid - half)), (1.0 if k == n else min(1.0, mid + half))
+from llm.stats import wilson_interval as wilson  # noqa: F401  (re-exported)
 
 
 def t_interval(x: Sequence[float], level: float = 0.95) -> tuple[float, float]:

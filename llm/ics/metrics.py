@@ -5,27 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from ..stats import wilson_interval
 from .config import EXITS
 from .records import ProblemResult
 
 
 def _rate(num: int, den: int) -> float:
     return num / den if den else float("nan")
-
-
-def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval (95% by default) of ``k`` successes in ``n`` trials; ``(nan, nan)`` when n = 0.
-
-    Implements: Wilson (1927), "Probable inference, the law of succession, and statistical inference":
-    ``(p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)``."""
-    if not 0 <= k <= n:
-        raise ValueError(f"wilson_interval: need 0 <= k <= n, got k={k}, n={n}")
-    if n == 0:
-        return float("nan"), float("nan")
-    p, zz = k / n, z * z
-    mid = (p + zz / (2 * n)) / (1 + zz / n)
-    half = z * math.sqrt(p * (1 - p) / n + zz / (4 * n * n)) / (1 + zz / n)
-    return (0.0 if k == 0 else max(0.0, mid - half)), (1.0 if k == n else min(1.0, mid + half))
 
 
 def transition_counts(before: Sequence[bool], after: Sequence[bool]) -> dict[str, float]:

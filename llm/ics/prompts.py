@@ -15,49 +15,15 @@ Implements: "Structure Enables Effective Self-Localization of Errors in LLMs" (T
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
+
+from ..localize import parse_verdict, verification_prompt
+from ..localize import steps_block as _steps_block
+
+__all__ = ["parse_verdict", "verification_prompt"]  # re-exported: they live in llm.localize
 
 NO_ERROR_QUOTE = "NONE"
 """What the Token-ICS localizer boxes to say that the solution has no wrong span (exit 2)."""
-
-_YES = {"YES", "Y", "TRUE", "CORRECT"}
-_NO = {"NO", "N", "FALSE", "INCORRECT", "WRONG"}
-
-
-def _steps_block(fmt, thoughts: Sequence[str]) -> str:
-    return fmt.numbered(list(thoughts)) if thoughts else "(no complete steps)"
-
-
-def verification_prompt(task, problem, thoughts: Sequence[str], answer: str | None) -> str:
-    """L3 self-verification prompt: problem, numbered steps, final answer; ask for a boxed YES/NO."""
-    fmt = task.fmt
-    box = lambda s: f"{fmt.answer_open}{s}{fmt.answer_close}"  # noqa: E731
-    ans = answer if answer is not None else "(no final answer)"
-    if getattr(fmt, "compact_prompts", False):
-        return f"V:{problem.question}\n{_steps_block(fmt, thoughts)}\nAnswer {ans}. Correct?\n"
-    return (
-        f"Problem:\n{problem.question}\n\nProposed solution:\n{_steps_block(fmt, thoughts)}\n"
-        f"Final answer: {ans}\n\n"
-        "Check the solution step by step. Is the final answer correct? Answer YES or NO and end "
-        f"with {box('YES')} or {box('NO')}.\n"
-    )
-
-
-def parse_verdict(text: str, fmt) -> bool | None:
-    """Boxed YES/NO verdict -> True / False; None when unparseable (the caller counts it as NO).
-
-    The last boxed expression is read (``fmt.extract_answer``); its first word, upper-cased and
-    stripped of punctuation, must be one of YES/Y/TRUE/CORRECT or NO/N/FALSE/INCORRECT/WRONG.
-    """
-    box = fmt.extract_answer(text)
-    if box is None:
-        return None
-    words = re.findall(r"[A-Za-z]+", box)
-    if not words:
-        return None
-    w = words[0].upper()
-    return True if w in _YES else False if w in _NO else None
-
 
 def majority_verified(votes: Sequence[bool | None]) -> bool:
     """Verified iff strictly more than half of the k votes are YES (unparseable votes count as NO).
