@@ -11,13 +11,18 @@ from llm.localize import localization_prompt, parse_localization
 from llm.tasks import ArithTask
 from llm.thoughts import TINY_FORMAT
 from llm.models import resolve_model
-from llm.tiny import CHARS, TINY, char_tokenizer, micro_policy, tiny_dir
+from llm.tiny import CHARS, SPECIALS, TINY, char_tokenizer, micro_policy, tiny_dir
 from llm.tiny import warm_start_batch as _batch
 from llm.tiny import warm_start_pairs as _pairs
 
 
-@given(st.text(alphabet=st.sampled_from(CHARS), max_size=40))
+_SPECIAL = tuple(SPECIALS)
+
+
+@given(st.text(alphabet=st.sampled_from(CHARS), max_size=40).filter(lambda t: not any(s in t for s in _SPECIAL)))
 def test_char_tokenizer_round_trip(text):
+    """One token per character for any text that does not spell a special token (``"<unk>"`` as five
+    characters is read as the special token, as every HF tokenizer with added tokens does)."""
     tok = char_tokenizer()
     ids = tok.encode(text, add_special_tokens=False)
     assert len(ids) == len(text)  # one token per character
@@ -189,30 +194,57 @@ def test_own_localization_and_verification_bookkeeping():
     assert v["recall_correct"]["rate"] == 1.0 and v["recall_wrong"]["rate"] == 1.0
 
 
-@pytest.mark.slow
-def test_build_tiny_meets_targets(tmp_path, monkeypatch):
-    """Builds the warm-started default (minutes on 2 cores) and checks the issue's targets:
-    30-70% greedy accuracy on the default difficulty, localization clearly above chance."""
+@pytest.fixture(scope="module")
+def built_tiny(tmp_path_factory):
+    """A real build of the tiny default into an empty cache (minutes on 2 cores) and its evaluation."""
     from llm.policy import Policy
     from llm.tiny import ensure_tiny, evaluate_tiny
 
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CREDIT_RESETS_CACHE", str(tmp_path_factory.mktemp("cache")))
+    try:
+        d = ensure_tiny(force=True)  # not the shipped copy
+        assert ensure_tiny() == d  # cached
+        pol = Policy.from_pretrained(str(d))
+        yield d, pol, evaluate_tiny(pol)
+    finally:
+        mp.undo()
+
+
+@pytest.mark.slow
+def test_build_tiny_is_the_shipped_model(built_tiny):
+    """The committed weights are exactly what the build makes (deterministic from the seed, same CPU type)."""
     from safetensors.torch import load_file
 
     from llm.tiny import SHIPPED
 
-    monkeypatch.setenv("CREDIT_RESETS_CACHE", str(tmp_path))
-    d = ensure_tiny(force=True)  # a real build into the empty cache, not the shipped copy
-    assert d.parent == tmp_path and (d / "config.json").is_file() and ensure_tiny() == d  # cached
-    # the committed weights are exactly what the build script makes (deterministic from the seed)
+    d, pol, _ = built_tiny
     built, shipped = load_file(d / "model.safetensors"), load_file(SHIPPED / "model.safetensors")
     assert built.keys() == shipped.keys() and all(torch.equal(built[k], shipped[k]) for k in built)
-    pol = Policy.from_pretrained(str(d))
     assert pol.fmt == TINY_FORMAT and 3e5 <= sum(p.numel() for p in pol.model.parameters()) <= 5e6
-    r = evaluate_tiny(pol, n=300)
-    assert 0.30 <= r["accuracy"] <= 0.70, r
-    # measured (seed 0): accuracy 0.66, injected-error localization 0.44 vs chance 0.24
-    assert r["loc_accuracy_injected"] >= r["loc_chance_injected"] + 0.08, r
-    assert r["n_own_failures"] > 0 and not math.isnan(r["loc_chance_own_failures"])
+    assert sum(f.stat().st_size for f in SHIPPED.iterdir()) <= 10e6
+
+
+@pytest.mark.slow
+def test_build_tiny_meets_localization_and_verifier_targets(built_tiny):
+    """Issue targets on the model's own sampled failures (T 0.7, >= 500 of them): exact localization
+    >= 2x chance with the Wilson 95% lower bound above chance; >= 99% parseable verdicts, more accurate
+    than always answering the majority class; greedy accuracy in a band RL can use."""
+    r = built_tiny[2]
+    assert 0.30 <= r["accuracy"]["rate"] <= 0.70, r["accuracy"]
+    loc = r["own"]["localization"]
+    assert loc["exact"]["n"] >= 500, loc
+    assert loc["exact_over_chance"] >= 2.0 and loc["exact"]["wilson95"][0] > loc["chance"], loc
+    ver = r["own"]["verification"]
+    assert ver["parseable"]["rate"] >= 0.99 and ver["accuracy"]["rate"] > ver["majority_baseline"], ver
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="missed by the shipped recipe (v6): its resets land after the first "
+                   "error more often than a uniform guess's (README, 'The tiny default')")
+def test_build_tiny_resets_at_or_before_the_first_error_more_than_uniform(built_tiny):
+    loc = built_tiny[2]["own"]["localization"]
+    assert loc["at_or_before"]["rate"] > loc["uniform_at_or_before"], loc
 
 
 def test_shipped_tiny_default_is_used_without_a_build(tmp_path, monkeypatch):
