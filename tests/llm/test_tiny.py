@@ -102,7 +102,7 @@ def test_targets_agree_with_the_step_checker(seed, which):
 
 
 def test_warm_start_examples_and_loss_mask():
-    from llm._ics_baselines import parse_verdict
+    from llm.localize import parse_verdict
 
     task = ArithTask(TINY_FORMAT)
     rng = random.Random(0)
@@ -124,7 +124,7 @@ def test_warm_start_examples_and_loss_mask():
             assert target.endswith(f"[{k}]") and parse_localization(target, len(steps), TINY_FORMAT).index == k
         else:
             ans = TINY_FORMAT.extract_answer(steps[-1])
-            from llm._ics_baselines import verification_prompt
+            from llm.localize import verification_prompt
             assert prompt == verification_prompt(task, prob, steps, ans)
             assert parse_verdict(target, TINY_FORMAT) is (k is None)
     assert 10 <= sum(t.endswith("[YES]") for _, t in ver) <= 40  # half solutions, half injected errors

@@ -195,8 +195,8 @@ def test_tiny_default_float32():
     from llm.models import load_policy
 
     pol = load_policy("tiny")
-    cfg = config("oracle", "--model", "tiny", "--task", "arith", "--max_thought_tokens", "16", "--max_new_tokens",
-                 "64", "--micro_batch_size", "64", "--temperature", "1.3")
+    cfg = config("oracle", "--model", "tiny", "--task", "arith", "--max_thoughts", "12", "--max_thought_tokens", "16",
+                 "--max_new_tokens", "64", "--micro_batch_size", "64", "--temperature", "1.3")
     task = pol.get_task()
     rb = build_rollouts(pol, task, task.sample(4, seed=0), cfg.rollout, seed=3, prompt_ids=list(range(4)))
     assert int((rb.advantages != 0).sum()) >= 4 and any(s.prefix_len > 0 for s in rb.samples)
