@@ -61,7 +61,8 @@ def step_commands(profile: str, figs: Path, runs: Path) -> dict[str, list[str]]:
                      llm=["--profile", "full"], ics=["--profile", "full"]),
     }[profile]
     tiny = ([PY, "-c", f"from llm.tiny import micro_policy; micro_policy(0).save_pretrained({str(runs / 'micro')!r})"]
-            if profile == "smoke" else [PY, "-m", "llm.tiny"])
+            if profile == "smoke" else [PY, "-m", "llm.tiny", "--no_eval"] if profile == "quick"
+            else [PY, "-m", "llm.tiny", "--out", str(figs / "tiny_eval.json")])
     return {
         "bounds": [PY, str(e / "check_bounds.py"), "--out", str(figs / "bounds_check"), *size["bounds"]],
         "pg_td": [PY, str(e / "check_pg_td.py"), "--out", str(figs), *size["pg_td"]],
@@ -88,7 +89,8 @@ def step_outputs(profile: str, figs: Path, runs: Path) -> dict[str, list[Path]]:
         "resets": f("reset_complexity.png", "reset_complexity.csv", "reset_complexity.json",
                     "reset_complexity_fits.csv"),
         "ippo": f("iterative_ppo.png", "iterative_ppo.csv", "iterative_ppo.json", "iterative_ppo_bounds.json"),
-        "tiny": [runs / "micro" / "config.json", runs / "micro" / "model.safetensors"] if profile == "smoke" else [],
+        "tiny": ([runs / "micro" / "config.json", runs / "micro" / "model.safetensors"] if profile == "smoke"
+                 else f("tiny_eval.json") if profile == "full" else []),
         "llm": f("llm_dial.json", "llm_dial_stage1.png", "llm_dial_stage1.csv", "llm_dial_stage2.png",
                  "llm_dial_stage2.csv", "llm_compare.json", "llm_accuracy.png", "llm_accuracy.csv", "llm_resets.png",
                  "llm_resets.csv", "llm_localization.png", "llm_localization.csv"),

@@ -396,6 +396,7 @@ def main(argv=None):
     ap.add_argument("--lengths", type=int, nargs="*", default=list(EVAL_LENGTHS),
                     help="chain lengths of the per-length table (none: skip it)")
     ap.add_argument("--out", default=None, help="also write the evaluation JSON here")
+    ap.add_argument("--no_eval", action="store_true", help="build or load only (seconds; the evaluation takes ~15 min)")
     ap.add_argument("--steps", type=int, default=None, help="(experiments) train this many steps, do not cache")
     ap.add_argument("--terms", type=int, nargs=2, default=None, help="(experiments, with --steps) min max terms")
     ap.add_argument("--train_kw", type=json.loads, default=None, help="(experiments, with --steps) TRAIN overrides")
@@ -417,6 +418,8 @@ def main(argv=None):
         pol = Policy.from_pretrained(str(path))
     print(f"built/loaded in {time.time() - t0:.1f} s; "
           f"{sum(p.numel() for p in pol.model.parameters()) / 1e6:.2f}M parameters", flush=True)
+    if a.no_eval:
+        return
     t1 = time.time()
     res = evaluate_tiny(pol, task_kw={k: v for k, v in pol.meta["task"].items() if k != "name"}, lengths=a.lengths)
     res["eval_seconds"] = time.time() - t1
