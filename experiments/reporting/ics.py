@@ -93,7 +93,7 @@ def claims(d) -> list[str]:
                    f"{l3_verdict(l2, l3)}: lift L2 (verifier = "
                    f"the task) {lift_text(l2)} vs L3 (the model verifies itself) {lift_text(l3)}; "
                    f"{l3['fallbacks']['verdict_unparseable']} of {l3['verdict_calls']} L3 verdicts were unparseable "
-                   "(counted as 'needs correction': the tiny model was not trained to verify).")
+                   "(an unparseable verdict counts as 'needs correction').")
     for label, lv in (("thought L3", "L3"), ("thought L2", "L2")):
         x = S.get(label)
         if not x or (lv == "L3" and l2 and l3_verdict(l2, x).startswith("not testable")):
