@@ -10,9 +10,11 @@ import math
 
 from .common import fmt, missing, pct
 
-FILES = {"dial": "llm_dial.json", "dial_full": "llm_dial_full.json"}
-"""the reproduction profile's run, and the full design's run when it was made (``--profile full --name
-llm_dial_full``): its verdicts are the ones the claims state"""
+FILES = {"dial": "llm_dial.json", "dial_seeds": "llm_dial_seeds.json", "dial_full": "llm_dial_full.json"}
+"""the reproduction profile's run; the quick sizes with the seeds stage 2's power calculation asks for
+(``--profile quick --stage 2 --seeds 0 ... 9 --name llm_dial_seeds``, reusing the reproduction's run
+directory), when it was made; and the full design's run, when it was made (``--profile full --name
+llm_dial_full``). The claims state the verdicts of the largest run present."""
 
 PREDICTIONS = {
     "P1": "the per-prompt gradient signal of noisy(q) is linear in q, rising from RRPO (q = 0) to the oracle "
@@ -42,12 +44,12 @@ def _lengths(d):
 
 
 def claims(d) -> list[str]:
-    r = d.get("dial_full") or d["dial"]
+    r = d.get("dial_full") or d.get("dial_seeds") or d["dial"]
     if r is None:
         return []
     prof, v, s1 = r["config"]["profile"], r["verdicts"], r["stage1"]
     out = [f"* Resets on a transformer, the localizer's accuracy as a dial: the verdicts below are from the "
-           f"`{prof}` run ({r['config']['model']}; sections below)."]
+           f"`{prof}` run with {len(r['stage2']['plan']['seeds'])} seeds ({r['config']['model']}; sections below)."]
     for key in ("P1", "P2", "P3"):
         per = "; ".join(f"{L} terms: {quick_wording(v[key][L], prof)}" for L in _lengths(r))
         detail = []
@@ -146,9 +148,9 @@ def _stage2_tables(r) -> list[str]:
 
 def section(d) -> list[str]:
     lines = ["## Resets on a transformer, the localizer's accuracy as a dial", ""]
-    if d["dial"] is None and not d.get("dial_full"):
+    if d["dial"] is None and not d.get("dial_full") and not d.get("dial_seeds"):
         return lines + ["Not run.", ""]
-    for key in ("dial_full", "dial"):
+    for key in ("dial_full", "dial_seeds", "dial"):
         if d.get(key):
             lines += _section(d[key])
     return lines
@@ -156,7 +158,12 @@ def section(d) -> list[str]:
 
 def _section(r) -> list[str]:
     cfg, s1 = r["config"], r["stage1"]
-    lines = [f"### Profile `{cfg['profile']}` (`python experiments/llm_dial.py --profile {cfg['profile']}`)", ""]
+    seeds = r["stage2"]["plan"]["seeds"]
+    name = cfg.get("name", "llm_dial")
+    cmd = f"python experiments/llm_dial.py --profile {cfg['profile']}" + (
+        f" --stage 2 --seeds {' '.join(map(str, seeds))} --name {name}" if name == "llm_dial_seeds" else
+        f" --name {name}" if name != "llm_dial" else "")
+    lines = [f"### Profile `{cfg['profile']}`, {len(seeds)} seeds (`{cmd}`)", ""]
     p = cfg["profile_sizes"]["s1"]
     L0 = _lengths(r)[0]
     ver = f" (recipe version {cfg['model_version']})" if cfg.get("model_version") is not None else ""
@@ -185,7 +192,7 @@ def _section(r) -> list[str]:
 
 def captions(d, figs) -> list[str]:
     cap = []
-    for stem, what in (("llm_dial", ""), ("llm_dial_full", " (full design)")):
+    for stem, what in (("llm_dial", ""), ("llm_dial_seeds", " (quick sizes, 10 seeds)"), ("llm_dial_full", " (full design)")):
         if (figs / f"{stem}_stage1.png").exists():
             cap.append(f"* `{stem}_stage1.png` ({stem}_stage1.csv, {stem}.json) - Stage 1{what}: the gradient signal "
                        "of a reset sample and of the whole update against the localizer accuracy q (SRPO at its "
