@@ -8,6 +8,9 @@ scale. Exit status 1 if any slack is below ``-tol`` (a violation). Figures (PNG 
 
     python experiments/check_pg_td.py            # ~1 minute on 2 shared cores
     python experiments/check_pg_td.py --full     # larger sweeps (several minutes)
+
+One script read top to bottom (the four bound checks, then the three figures of the same bounds),
+hence longer than the ~400 lines of a package module.
 """
 from __future__ import annotations
 

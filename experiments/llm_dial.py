@@ -90,6 +90,17 @@ def run_stage1(args, prof: dict, log) -> dict:
     return out
 
 
+def stage1_results(args, prof: dict, runs: Path, log) -> dict:
+    """Stage 1 per length: read from ``runs/stage1.json`` with ``--stage 2`` (when saved), else run and saved there."""
+    s1_file = runs / "stage1.json"
+    if args.stage == "2" and s1_file.exists():
+        return {int(k): v for k, v in json.loads(s1_file.read_text()).items()}
+    log(f"  stage 1: lengths {args.lengths}, {prof['s1']}")
+    s1 = run_stage1(args, prof, log)
+    s1_file.write_text(json.dumps({str(k): v for k, v in s1.items()}, default=float))
+    return s1
+
+
 def stage1_verdicts(s1: dict) -> dict:
     gaps = [(s["fit"]["reset_gap"], tuple(s["fit"]["ci"].get("reset_gap", (math.nan, math.nan))))
             for _, s in sorted(s1.items())]
@@ -132,7 +143,7 @@ def read_pilot(args, out: Path) -> dict | None:
     return p
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     ap.add_argument("--model", default="tiny")
@@ -157,7 +168,11 @@ def main(argv=None) -> int:
                     help="a finished llm_dial.json whose stage 2 measures the sd of paired differences for the power "
                          "calculation ('auto', full profile: <out>/llm_dial.json when it is a quick run of this model "
                          "and these lengths; 'none')")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     prof = PROFILES[args.profile]
     args.lengths = args.lengths or default_lengths(args.model)
     args.target_gain = prof["target_gain"] if args.target_gain is None else args.target_gain
@@ -170,13 +185,7 @@ def main(argv=None) -> int:
     def log(msg):
         print(msg, flush=True)
 
-    s1_file = runs / "stage1.json"
-    if args.stage == "2" and s1_file.exists():
-        s1 = {int(k): v for k, v in json.loads(s1_file.read_text()).items()}
-    else:
-        log(f"  stage 1: lengths {args.lengths}, {prof['s1']}")
-        s1 = run_stage1(args, prof, log)
-        s1_file.write_text(json.dumps({str(k): v for k, v in s1.items()}, default=float))
+    s1 = stage1_results(args, prof, runs, log)
     t1 = time.perf_counter() - t0
     steps = args.steps or prof["steps"]
     pilot = read_pilot(args, out)

@@ -201,9 +201,9 @@ def _loop(pol, prompts, prefixes, caps0, n, *, mode, temperature, top_p, max_tho
           max_new_tokens, greedy, generator, keep_long, count_prefix, stop_at_answer):
     """The decode loop proper; returns the sampled ids, the finish reason and the cap ends of every row.
 
-    One function on purpose (about 70 lines): the per-token bookkeeping and the batch compaction share
-    the row lists, and splitting them would hide the order of the checks (EOS, answer, delimiter,
-    per-thought cap, budget), which decides every ``Sample.finish``."""
+    The per-token checks stay in this one loop on purpose (about 75 lines): they share the row lists, and
+    splitting them would hide the order of the checks (EOS, answer, delimiter, per-thought cap, budget),
+    which decides every ``Sample.finish``; the batch compaction and the model call are :func:`_step`."""
     fmt, pieces = pol.fmt, pol.pieces
     logits, cache, mask, pos = prefill(pol, [p + q for p, q in zip(prompts, prefixes)])
     reserve(cache, min(max_new_tokens, RESERVE_CHUNK))  # before the fan-out: the copy is of the prompts' rows only
@@ -268,21 +268,27 @@ def _loop(pol, prompts, prefixes, caps0, n, *, mode, temperature, top_p, max_tho
             keep.append(j)
         if not keep:
             break
-        if len(keep) < len(live):
-            idx = torch.tensor(keep, device=pol.device)
-            cache.batch_select_indices(idx)
-            pos = pos[idx]
-            if not no_pad:
-                mask = mask[idx]
-            tok = [tok[j] for j in keep]
-            live = [live[j] for j in keep]
-        if not no_pad:
-            mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)  # (B_live, L + t)
-        step_ids = torch.tensor(tok, device=pol.device).unsqueeze(1)    # (B_live, 1)
-        out = pol.model(input_ids=step_ids, attention_mask=None if no_pad else mask,
-                        position_ids=pos.unsqueeze(1), use_cache=True, **{cache_kw: cache})
-        logits, pos = out.logits[:, -1, :], pos + 1
+        live = [live[j] for j in keep]
+        logits, pos, mask = _step(pol, cache, [tok[j] for j in keep], keep, pos, mask, no_pad, cache_kw)
     return gen, finish, caps
+
+
+def _step(pol, cache, tok: list[int], keep: list[int], pos, mask, no_pad: bool, cache_kw: str):
+    """One decode step of the rows still live: drop the finished rows from the cache, positions and mask
+    (``keep``: the batch rows that go on), then run their sampled tokens ``tok`` through the model.
+    Returns the next logits ``(B_live, V)``, positions and mask."""
+    if len(keep) < pos.shape[0]:
+        idx = torch.tensor(keep, device=pol.device)
+        cache.batch_select_indices(idx)
+        pos = pos[idx]
+        if not no_pad:
+            mask = mask[idx]
+    if not no_pad:
+        mask = torch.cat([mask, mask.new_ones((len(tok), 1))], dim=1)  # (B_live, L + t)
+    step_ids = torch.tensor(tok, device=pol.device).unsqueeze(1)    # (B_live, 1)
+    out = pol.model(input_ids=step_ids, attention_mask=None if no_pad else mask,
+                    position_ids=pos.unsqueeze(1), use_cache=True, **{cache_kw: cache})
+    return out.logits[:, -1, :], pos + 1, mask
 
 
 def _delimited(pol, ids: list[int], capped: bool) -> tuple[list[str], list[int]]:

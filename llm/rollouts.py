@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import torch
 
-from .config import METHODS, RolloutConfig
+from .config_sections import METHODS, RolloutConfig
 from .decode import sampling_kwargs
 from .localize import default_loc_tokens
 from .losses import group_advantages

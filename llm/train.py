@@ -6,7 +6,7 @@
     torchrun --nproc_per_node 2 -m llm.train --method srpo  # DDP (gloo on CPU, NCCL on GPU); --fsdp true: FSDP2
     python -m llm.train --resume --out_dir runs/x           # continue a killed run exactly
 
-One step: sample this step's prompts (seeded data order, sharded over ranks) -> build rollouts
+One step: sample this step's prompts (seeded data order, ``llm.problems``, sharded over ranks) -> build rollouts
 (``llm.rollouts``) -> update (``llm.update``: loss from ``llm.losses`` over micro-batches, divided by
 the *global* denominator, clip, AdamW, schedule) -> one metrics record (``llm.metrics``). Rank 0
 appends it to ``out_dir/metrics.jsonl`` (and eval records), keeps ``out_dir/config.yaml`` and
@@ -30,7 +30,6 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from . import checkpoint as ckpt
@@ -38,7 +37,8 @@ from . import distributed as D
 from . import resume as R
 from .config import TrainConfig, command_line_request, validate_startup
 from .hub import resolve_dtype
-from .metrics import TIME_KEYS, evaluate, held_out_set, train_record  # noqa: F401  (TIME_KEYS: public, used by tests)
+from .metrics import TIME_KEYS, evaluate, train_record  # noqa: F401  (TIME_KEYS: public, used by tests)
+from .problems import run_problems, step_problems
 from .resets import reset_for
 from .rollouts import RolloutBatch, build_rollouts
 from .rundir import JsonlLog, RunDirBusy, RunLock, atomic_dir, move_aside
@@ -77,22 +77,6 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
     optimizer step: ``cfg.optimizer_steps`` = steps x mini_batches x inner_epochs in all."""
     return _make_scheduler(opt, schedule=cfg.optim.schedule, warmup_steps=cfg.optim.warmup_steps,
                            total_steps=cfg.optimizer_steps)
-
-
-def step_problems(train: list, step: int, n: int, seed: int) -> tuple[list, list[int]]:
-    """The ``n`` problems of (1-based) ``step`` and their global data positions: a fresh seeded permutation of
-    the training set every epoch; position ``p`` = ``(step - 1) * n + j``."""
-    out, pos = [], []
-    N = len(train)
-    perms: dict[int, np.ndarray] = {}
-    for j in range(n):
-        p = (step - 1) * n + j
-        ep = p // N
-        if ep not in perms:
-            perms[ep] = np.random.default_rng(mix_seed(seed, 7, ep)).permutation(N)
-        out.append(train[int(perms[ep][p % N])])
-        pos.append(p)
-    return out, pos
 
 
 class TrainingDiverged(RuntimeError):
@@ -142,7 +126,9 @@ class Trainer(R.ResumeMixin):
         o = cfg.optim
         self.opt = torch.optim.AdamW(self.params, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas)
         self.sched = make_scheduler(self.opt, cfg)
-        self.train_set, self.eval_set, self.dropped = self._problems()
+        # training and held-out problems, every prompt checked against the model's context (llm.problems)
+        self.train_set, self.eval_set, self.dropped = run_problems(self.task, self.policy, cfg, self.info.world_size,
+                                                                   self.info.is_main)
         self.reset = reset_for(cfg.rollout)  # the reset distribution (llm.resets), passed to build_rollouts
         self.step = 0
         self.records: list[dict] = []
@@ -189,34 +175,6 @@ class Trainer(R.ResumeMixin):
         if not cfg.resume and ckpt.latest_checkpoint(self.ckpt_dir) is not None:
             raise ValueError(f"out_dir {str(self.out)!r} already holds checkpoints; pass --resume to continue that "
                              f"run, or choose another --out_dir")
-
-    def _problems(self) -> tuple[list, list, list[str]]:
-        """Training and evaluation problems, every prompt checked against the model's context: a prompt that
-        leaves no room for a response fails the start (``long_prompts: fail``, naming the rows) or is
-        dropped (``skip``); returns the sets and the descriptions of the dropped problems."""
-        from .tasks import describe, long_prompts
-
-        cfg = self.cfg
-        train = self.task.sample(cfg.train_size, seed=cfg.seed, split="train")
-        test = held_out_set(self.task, cfg.eval_size, cfg.eval_seed)  # shared by all seeds and methods
-        limit = self.policy.max_len
-        bad = long_prompts(self.task, train + test, self.policy.tokenizer, limit) if limit else []
-        if not bad:
-            return train, test, []
-        names = [f"{describe(p)}: {n} tokens" for p, n in bad]
-        shown = "; ".join(names[:10]) + (f"; ... ({len(names)} in all)" if len(names) > 10 else "")
-        if cfg.long_prompts == "fail":
-            raise ValueError(f"{len(names)} problem(s) have a prompt that leaves no room for a response in the "
-                             f"model's context of {limit} tokens: {shown}. Shorten or remove them, or pass "
-                             f"--long_prompts skip to drop them (counted in the log)")
-        ids = {p.id for p, _ in bad}
-        train, test = [p for p in train if p.id not in ids], [p for p in test if p.id not in ids]
-        if not train or len(test) < self.info.world_size:
-            raise ValueError(f"every training or evaluation problem was dropped as too long ({shown})")
-        if self.info.is_main:
-            warnings.warn(f"long_prompts=skip: dropped {len(names)} problem(s) whose prompt does not fit the "
-                          f"model's context of {limit} tokens: {shown}")
-        return train, test, names
 
     @property
     def sharded(self) -> bool:
