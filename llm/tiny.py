@@ -1,24 +1,23 @@
 """The tiny offline default: a small Llama built from a config, a character-level tokenizer made
-with ``tokenizers``, and a supervised warm start on the built-in arithmetic task.
+with ``tokenizers``, and a supervised warm start on the built-in arithmetic task (``docs/llm.md``,
+"The tiny default").
 
 * :func:`micro_policy`: random-init micro model, in-process, for tests (< 1 s).
-* :func:`ensure_tiny`: builds the warm-started default into a cache directory on first use
-  (deterministic from the seed, minutes on two CPU cores) and returns that HF directory; it is
-  loaded with ``Policy.from_pretrained`` like any other model. ``python -m llm.tiny`` builds it and
-  prints its accuracy and localization accuracy.
+* :func:`ensure_tiny`: the shipped weights when their recipe equals :func:`recipe`, else a build into a
+  cache directory (deterministic from the seed, ~16 min on one thread) returned as an HF directory.
+  ``python -m llm.tiny`` builds or loads it and prints its evaluation (:func:`evaluate_tiny`, the
+  measurements in ``llm.tiny_eval``).
 
-The warm start mixes solution chains (``prompt -> t1;t2;...;[a]``) and localization examples
-(``localization_prompt`` of a chain with one injected error -> a per-step check ending in ``[k]``,
-see :func:`localization_target`). Measured (seed 0, 850 steps, ~5 min on one thread): 66% greedy
-accuracy on 3-6 one-digit terms; localization of injected errors 44% vs 24% chance; on the model's
-OWN failed chains it is below chance (15% vs 21%): it re-derives its own arithmetic mistakes.
+The warm start mixes solution chains (``prompt -> t1;t2;...;[a]``), localization examples (a chain with
+one injected error -> a re-solve of each step ending in ``[k]``, :func:`localization_target`) and
+verification examples (:func:`verification_target`); from ``own_at`` on, also localization and
+verification of the model's own sampled chains, labelled by the step checker. Measured numbers of the
+shipped build and of every recipe tried: README, "The tiny default: localizer and verifier". The
+learning rate decays to 15% of its peak, not to 2%, so that RL can still move the model (a build decayed
+to 2% gained at most 0.03 in 20 GRPO steps).
 
-The recipe is chosen so that RL can move the model (issue 6): the learning rate decays to 15% of
-its peak, not to 2%. In 20 GRPO steps (probe of 256 problems x 8 samples, T=1), the build that
-decayed to 2% (52% accuracy) gained at most 0.03 at lr 1e-5-5e-5 with 64 prompts/step and lost
-reward at lr >= 1e-4 (one Adam step at 3e-4 took the batch reward from 0.40 to 0.18); one stopped
-early at 750 steps (61%) stayed flat; builds decayed to 10-15% gained 0.04-0.08 at lr 5e-5. Accuracy swings widely with small recipe changes
-(52-91% across the builds tried), so the 3-6 term task keeps this one inside the 30-70% target.
+Longer than ~400 lines on purpose: the recipe, its training data and the build are one unit that
+:func:`recipe`'s version pins (a change anywhere here means a rebuild).
 """
 from __future__ import annotations
 
