@@ -51,7 +51,8 @@ def short_aliases(names) -> dict[str, str]:
     return {d.rsplit(".", 1)[-1]: d for d in names if "." in d and count[d.rsplit(".", 1)[-1]] == 1}
 
 
-def _optional(hint) -> tuple[bool, Any]:
+def unwrap_optional(hint) -> tuple[bool, Any]:
+    """``(True, T)`` for a type hint ``T | None`` (``Optional[T]``), else ``(False, hint)``."""
     origin = typing.get_origin(hint)
     if origin is typing.Union or origin is types.UnionType:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -82,7 +83,7 @@ def _check_scalar(text: str, hint, flag: str) -> str:
 
 def _render(values: list[str], hint, flag: str) -> list[str]:
     """The tokens tyro gets for one flag."""
-    optional, hint = _optional(hint)
+    optional, hint = unwrap_optional(hint)
     if optional and len(values) == 1 and values[0].lower() in ("none", "null"):
         return ["None"]
     if hint is bool and not values:
@@ -103,7 +104,7 @@ def _render(values: list[str], hint, flag: str) -> list[str]:
 
 def _value(tokens: list[str], hint):
     """The Python value of checked tokens (used to rebuild a config whose validation failed)."""
-    optional, hint = _optional(hint)
+    optional, hint = unwrap_optional(hint)
     if optional and tokens == ["None"]:
         return None
     origin = typing.get_origin(hint)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import types
 import typing
 from pathlib import Path
 from typing import Any, Literal
+
+from .cli import unwrap_optional
 
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
@@ -30,15 +31,6 @@ class FieldError(ValueError):
         self.field = field
 
 
-def _optional(hint) -> tuple[bool, Any]:
-    origin = typing.get_origin(hint)
-    if origin is typing.Union or origin is types.UnionType:
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(args) < len(typing.get_args(hint)):
-            return True, args[0]
-    return False, hint
-
-
 def check_finite(obj, prefix: str = "") -> None:
     """FieldError for a float field (or a float inside a tuple field) of dataclass ``obj`` that is NaN/inf."""
     for f in dataclasses.fields(obj):
@@ -50,7 +42,7 @@ def check_finite(obj, prefix: str = "") -> None:
 
 def coerce(value: Any, hint, name: str) -> Any:
     """``value`` (as YAML gave it) converted to the type ``hint`` of field ``name``; FieldError if it cannot be."""
-    optional, hint = _optional(hint)
+    optional, hint = unwrap_optional(hint)
     if value is None:
         if optional:
             return None

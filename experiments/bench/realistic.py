@@ -50,6 +50,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _realistic_measure as M  # noqa: E402
 from _realistic_setup import SIZES, describe, make_workload  # noqa: E402
+from _trl_task import trl_dataset_and_reward  # noqa: E402
 
 from llm.config import RolloutConfig  # noqa: E402
 from llm.rollouts import build_rollouts  # noqa: E402
@@ -116,7 +117,6 @@ def run_trl(pol, task, probs, size, a, after_step) -> None:
     """TRL's GRPOTrainer on the same prompts and model weights; ``after_step(r, trl_record)`` after step r."""
     import tempfile
 
-    from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
@@ -126,13 +126,7 @@ def run_trl(pol, task, probs, size, a, after_step) -> None:
     model.load_state_dict(pol.model.state_dict())
     model.script = pol.model.script
     model.generation_config.eos_token_id = sorted(pol.eos_ids) + pol.encode(pol.fmt.answer_close)[-1:]
-    by_id = {p.id: p for p in probs}
-    ds = Dataset.from_dict({"prompt": [task.prompt(p) for p in probs], "pid": [p.id for p in probs]})
-    tokens: list[int] = []
-
-    def reward(prompts, completions, completion_ids, pid, **kw):
-        tokens.append(sum(len(c) for c in completion_ids))
-        return [float(task.reward(by_id[i], c)) for i, c in zip(pid, completions)]
+    ds, reward, tokens = trl_dataset_and_reward(task, probs)
 
     class Clock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):

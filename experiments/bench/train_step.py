@@ -62,7 +62,6 @@ def run_ours(method: str, a, round_: int) -> list[dict]:
 
 
 def run_trl(a, round_: int) -> list[dict]:
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
@@ -72,13 +71,9 @@ def run_trl(a, round_: int) -> list[dict]:
     pol = load_policy(path)
     task = pol.get_task("arith")
     probs = task.sample(a.prompts * (a.steps + 1), seed=mix_seed(a.seed, 99, round_), split="train")
-    by_id = {p.id: p for p in probs}
-    ds = Dataset.from_dict({"prompt": [task.prompt(p) for p in probs], "pid": [p.id for p in probs]})
-    tokens: list[int] = []
+    from _trl_task import trl_dataset_and_reward  # a sibling module (this script's folder is on sys.path)
 
-    def reward(prompts, completions, completion_ids, pid, **kw):
-        tokens.append(sum(len(c) for c in completion_ids))
-        return [float(task.reward(by_id[i], c)) for i, c in zip(pid, completions)]
+    ds, reward, tokens = trl_dataset_and_reward(task, probs)
 
     times: list[tuple[float, float]] = []
 

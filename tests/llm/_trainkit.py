@@ -2,6 +2,7 @@
 about a third of the time (so advantages are non-zero), and a small config."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from llm.config import parse_args
@@ -40,3 +41,8 @@ def micro_cfg(model_dir: str, out_dir: str, method: str = "srpo", *extra: str):
 
 def strip_times(records):
     return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in records]
+
+
+def read_metrics(out) -> list[dict]:
+    """The records of ``out/metrics.jsonl`` (blank lines skipped)."""
+    return [json.loads(x) for x in (Path(out) / "metrics.jsonl").read_text().splitlines() if x.strip()]

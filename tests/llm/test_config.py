@@ -139,8 +139,8 @@ def test_config_file_errors_name_file_line_and_field(tmp_path, text, match):
 
 
 def _float_fields():
-    from llm.cli import _optional, leaves
-    return [n for n, h in leaves(C.TrainConfig).items() if _optional(h)[1] is float]
+    from llm.cli import leaves, unwrap_optional
+    return [n for n, h in leaves(C.TrainConfig).items() if unwrap_optional(h)[1] is float]
 
 
 @pytest.mark.parametrize("name", _float_fields())

@@ -28,19 +28,6 @@ DRIVER = str(Path(__file__).with_name("_even_main.py"))
 NEW_FIELDS = ("skipped_steps", "diverging")
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_micro(tmp_path_factory.mktemp("micro"))
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def even_cli(monkeypatch):
     """``--task even`` for in-process ``llm.train.main`` calls (as tests/llm/_even_main.py does for processes)."""

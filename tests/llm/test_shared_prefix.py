@@ -13,7 +13,7 @@ import torch
 
 from llm import shared_prefix as sp
 from llm.losses import policy_loss, token_logprobs
-from llm.shared_prefix_packed import packed_layout, packed_logprobs
+from llm.shared_prefix_packed import packed_logprobs
 from llm.policy import Sample
 
 TOL = dict(rtol=1e-12, atol=1e-13)  # float64 throughout

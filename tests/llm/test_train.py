@@ -13,26 +13,12 @@ from hypothesis import strategies as st
 from llm import checkpoint as C
 from llm import train as T
 
-from ._trainkit import even_task, micro_cfg, save_micro, strip_times
+from ._trainkit import even_task, micro_cfg, read_metrics, strip_times
 
 pytest.importorskip("llm.tiny")
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_micro(tmp_path_factory.mktemp("micro"))
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _read(out):
-    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
+_read = read_metrics
 
 
 REQUIRED = {"reward_mean", "accuracy", "adv_mean", "adv_std", "loss", "kl", "entropy", "tokens_generated",
