@@ -168,9 +168,11 @@ def test_resume_without_flags_continues_with_the_saved_config(model_dir, tmp_pat
 def test_allow_config_change_applies_logs_and_records_each_change(model_dir, tmp_path, even_cli):
     out = tmp_path / "r"
     assert T.main(args(model_dir, out, steps=2)) == 0
-    with pytest.warns(UserWarning, match=r"optim.lr 0.01 -> 0.001"):
+    with pytest.warns(UserWarning, match=r"allow_config_change") as rec:
         assert T.main(["--resume", "--out_dir", str(out), "--method", "grpo", "--lr", "1e-3", "--steps", "3",
                        "--allow_config_change"]) == 0
+    said = [str(w.message) for w in rec]
+    assert any("optim.lr 0.01 -> 0.001" in m for m in said) and any("'srpo' -> 'grpo'" in m for m in said), said
     recs = read(out)
     change = [r for r in recs if r["kind"] == "config_change"]
     assert change == [{"kind": "config_change", "step": 2, "changes": {"method": ["srpo", "grpo"],
@@ -199,7 +201,8 @@ def test_steps_may_grow_under_a_constant_schedule_only(model_dir, tmp_path, even
     assert T.main(args(model_dir, lin, "--schedule", "linear", steps=4)) == 0
     assert T.main(["--resume", "--out_dir", str(lin), "--steps", "8"]) == 2
     assert "steps: 4 -> 8" in capsys.readouterr().err
-    assert T.main(["--resume", "--out_dir", str(lin), "--steps", "8", "--allow_config_change"]) == 0
+    with pytest.warns(UserWarning, match=r"steps 4 -> 8"):
+        assert T.main(["--resume", "--out_dir", str(lin), "--steps", "8", "--allow_config_change"]) == 0
     step5 = [r for r in read(lin) if r["kind"] == "train" and r["step"] == 5][0]
     assert step5["lr"] == pytest.approx(1e-2 * (8 - 5) / 8)  # linear decay to 0 at step 8, after 5 updates
 
