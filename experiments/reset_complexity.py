@@ -334,11 +334,18 @@ def stress_instances(family):
             yield f"H={H}", cpi.bernoulli_leaves(cpi.combination_lock(H, 3, seed=H), lo=0.2, hi=0.8), 0.012
 
 
-def run_stress(profile, seed, n_states=30, seeds=3, budget=3 * 10 ** 6, trials=100):
+def run_stress(profile, seed, n_states=30, seeds=3, budget=3 * 10 ** 6, trials=100, max_instances=None,
+               n_cap=1 << 17):
+    """The stress tests of ``--full``: trees and locks with Bernoulli leaves, each instance measured as the
+    gated trap is ((a) first gain, (b) per-iteration samples, (c) Monte-Carlo CPI to half the initial
+    suboptimality), fitted per family against ``STRESS_THEORY``. ``max_instances`` (per family) and the
+    sizes exist for the smoke test."""
     rows, runs, fits = [], [], []
     for family in ("tree", "lock"):
         fam_rows = []
         for i, (name, mdp, tau) in enumerate(stress_instances(family)):
+            if max_instances is not None and i >= max_instances:
+                break
             pi0 = mdp.uniform_policy()
             p = reach_probability(mdp, pi0, improvable_states(mdp, pi0, tau))
             if p <= 0:
@@ -350,7 +357,7 @@ def run_stress(profile, seed, n_states=30, seeds=3, budget=3 * 10 ** 6, trials=1
                 fam_rows.append({"quantity": "first_gain", "reset": reset, "step": "kakade_langford",
                                  "p": p, "value": ref.gain, "predicted": np.nan, "censored": False,
                                  "stop": "", "instance": name, "seeds": 0})
-                ss = samples_per_iteration(mdp, r, trials=trials, n_cap=1 << 17, seed=seed + 100 * i)
+                ss = samples_per_iteration(mdp, r, trials=trials, n_cap=n_cap, seed=seed + 100 * i)
                 fam_rows.append({"quantity": "per_iteration_samples", "reset": reset,
                                  "step": "kakade_langford", "p": p, "value": ss.n,
                                  "predicted": ss.predicted, "censored": ss.censored,
