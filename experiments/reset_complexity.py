@@ -32,7 +32,7 @@ also moves depth, the number of improvable states and H.
 
     python experiments/reset_complexity.py --smoke   # seconds (tests)
     python experiments/reset_complexity.py --quick   # the reproduce profile: 45 s of CPU (about a minute idle)
-    python experiments/reset_complexity.py --full    # finer p grids, 400 trials, 5 seeds, stress tests (long: tens of minutes)
+    python experiments/reset_complexity.py --full    # finer p grids, 400 trials, 5 seeds, stress tests (long: over an hour on 2 cores; the locks with H = 9, 10 dominate)
 """
 from __future__ import annotations
 
