@@ -8,6 +8,10 @@ check it on the way (finite, non-negative, rows summing to one within ``tol``) a
 flag; the public layer then raises the error that names the state and action (see
 ``TabularMDP.check_policy``). Each kernel has a plain-NumPy reference in the tests; the math
 and the layouts are in ``docs/cpi.md``.
+
+Kept whole on purpose (~760 lines): numba compiles and caches per module, and the kernels call each other
+(the Krylov solve calls the mat-vecs and the compact ``P_pi`` build); splitting them would only add
+cross-module jitted imports.
 """
 from __future__ import annotations
 

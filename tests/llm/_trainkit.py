@@ -46,3 +46,20 @@ def strip_times(records):
 def read_metrics(out) -> list[dict]:
     """The records of ``out/metrics.jsonl`` (blank lines skipped)."""
     return [json.loads(x) for x in (Path(out) / "metrics.jsonl").read_text().splitlines() if x.strip()]
+
+
+class Killed(Exception):
+    """Raised by :class:`DiesAfterStep3` to simulate a kill inside the training loop."""
+
+
+def dies_after_step3():
+    """A ``Trainer`` subclass killed after step 3's metrics were written, before the step-4 checkpoint."""
+    from llm import train as T
+
+    class DiesAfterStep3(T.Trainer):
+        def log(self, rec):
+            super().log(rec)
+            if rec["kind"] == "train" and rec["step"] == 3:
+                raise Killed
+
+    return DiesAfterStep3

@@ -20,7 +20,7 @@ from llm import checkpoint as C
 from llm import train as T
 from llm.config import parse_args
 
-from ._trainkit import even_task, save_micro, strip_times
+from ._trainkit import Killed, dies_after_step3, even_task, save_micro, strip_times
 
 pytest.importorskip("llm.tiny")
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,17 +90,7 @@ def flip(p: Path, n: int = 200) -> None:
     p.write_bytes(bytes(b))
 
 
-class _Killed(Exception):
-    pass
-
-
-class _DiesAfterStep3(T.Trainer):
-    """Killed after step 3's metrics were written, before the step-4 checkpoint."""
-
-    def log(self, rec):
-        super().log(rec)
-        if rec["kind"] == "train" and rec["step"] == 3:
-            raise _Killed
+_Killed, _DiesAfterStep3 = Killed, dies_after_step3()
 
 
 class _DiesAfterSave2(T.Trainer):

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from llm import checkpoint as C
 from llm import train as T
 
-from ._trainkit import even_task, micro_cfg, read_metrics, strip_times
+from ._trainkit import (
+    Killed,
+    dies_after_step3,
+    even_task,
+    micro_cfg,
+    read_metrics,
+    strip_times,
+)
 
 pytest.importorskip("llm.tiny")
 
@@ -43,17 +50,7 @@ def test_metrics_jsonl_every_step_and_eval(model_dir, tmp_path, method):
     assert [p.name for p in C.list_checkpoints(out / "checkpoints")] == ["step_00000002.pt", "step_00000004.pt"]
 
 
-class _Killed(Exception):
-    pass
-
-
-class _DiesAfterStep3(T.Trainer):
-    """Simulates a kill after step 3's metrics were written but before the step-4 checkpoint."""
-
-    def log(self, rec):
-        super().log(rec)
-        if rec["kind"] == "train" and rec["step"] == 3:
-            raise _Killed
+_Killed, _DiesAfterStep3 = Killed, dies_after_step3()
 
 
 @pytest.mark.parametrize("method", ["srpo", "rrpo"])
