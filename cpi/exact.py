@@ -98,13 +98,30 @@ def _usable_cpus() -> int:
 USABLE_CPUS = _usable_cpus()
 
 
+def _runnable_others() -> int | None:
+    """Tasks runnable on the machine right now besides the caller (``/proc/loadavg``'s fourth
+    field counts running and runnable tasks, the caller included); None where unknown."""
+    try:
+        with open("/proc/loadavg") as f:
+            return int(f.read().split()[3].split("/")[0]) - 1
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def oversubscribed() -> bool:
-    """The 1-minute load average is at least the number of usable CPUs (False where unknown).
+    """The machine cannot give a parallel region two free CPUs right now: at most one usable CPU
+    is free of other runnable tasks (:func:`_runnable_others`); where that count is unknown, the
+    1-minute load average is at least the number of usable CPUs (False where neither is known).
 
     A parallel region then waits for threads the OS has preempted: on the 2-core development
     machine at load 7-12 one value solve on the S = 20,000 garnet took 880 ms with parallel
-    mat-vecs (numba's OpenMP layer; 143 ms with its workqueue layer) against 124 ms serial
-    (2026-11-30, ``docs/benchmarks.md``)."""
+    mat-vecs (numba's OpenMP layer; 143 ms with its workqueue layer) against 124 ms serial; with
+    ONE other process running (``nice 19``) it took 407 ms in parallel (OpenMP; 67 ms workqueue)
+    against 56 ms serial. The load average, a 1-minute mean, sees such a process a minute late
+    and keeps the solves serial for a minute after it stops (2026-11-30, ``docs/benchmarks.md``)."""
+    others = _runnable_others()
+    if others is not None:
+        return USABLE_CPUS - others < 2
     try:
         return os.getloadavg()[0] >= USABLE_CPUS
     except (AttributeError, OSError):
@@ -143,8 +160,10 @@ def _solve(mdp: TabularMDP, ppi: _Ppi | None, pi: np.ndarray, b: np.ndarray, tra
     x0 = b if guess is None else guess
     nblk = parallel_blocks(ppi.ip[-1])
     if not transpose and not mdp.terminal.any():
-        # ||r||_2 <= sqrt(S) ||r||_inf: the Jacobi bound then meets BiCGSTAB's own criterion
-        tol_inf = KRYLOV_RTOL * np.sqrt(b @ b / S)
+        # ||r||_2 <= sqrt(S) ||r||_inf: the Jacobi bound then meets BiCGSTAB's own criterion.
+        # K._dot, not ``b @ b``: a BLAS call wakes OpenBLAS's threads, which then spin on the
+        # cores the parallel mat-vecs need (2.1x slower on 2 cores, see ``docs/benchmarks.md``)
+        tol_inf = KRYLOV_RTOL * np.sqrt(K._dot(b, b) / S)
         x0, _, _ = K.extrapolated_jacobi(ppi.ip, ppi.ix, ppi.dx, ppi.width, g, b, x0, tol_inf,
                                          JACOBI_MAX_RATE, JACOBI_MAX_STEPS, nblk)
     x, _, res = K.bicgstab(ppi.ip, ppi.ix, ppi.dx, ppi.width, g, b, x0, transpose,

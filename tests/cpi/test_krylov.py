@@ -148,19 +148,34 @@ def test_parallel_only_when_big_and_not_oversubscribed(monkeypatch):
     """The parallel / serial choice changes the speed, never the bits."""
     import numba as nb
     big = exact.K.PARALLEL_MIN_NNZ
-    monkeypatch.setattr(exact.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(exact, "_runnable_others", lambda: 0)
     threads = nb.get_num_threads()
     assert exact.parallel_blocks(big - 1) == 0
-    assert exact.parallel_blocks(big) == (4 * threads if threads > 1 else 0)
+    assert exact.parallel_blocks(big) == (4 * threads if threads > 1 and exact.USABLE_CPUS > 1 else 0)
+    # other tasks runnable right now leave fewer than two CPUs free
+    monkeypatch.setattr(exact, "_runnable_others", lambda: exact.USABLE_CPUS - 1)
+    assert exact.oversubscribed() and exact.parallel_blocks(10 * big) == 0
+    # no /proc/loadavg: the 1-minute load average decides
+    monkeypatch.setattr(exact, "_runnable_others", lambda: None)
     monkeypatch.setattr(exact.os, "getloadavg", lambda: (float(exact.USABLE_CPUS), 0.0, 0.0))
     assert exact.oversubscribed() and exact.parallel_blocks(10 * big) == 0
+    monkeypatch.setattr(exact.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert not exact.oversubscribed()
+    monkeypatch.setattr(exact, "_runnable_others", lambda: exact.USABLE_CPUS - 1)  # the serial run
     mdp = cpi.garnet(7000, 8, 10, 0.99, seed=0)  # 560,000 non-zeros
     pi = np.random.default_rng(0).dirichlet(np.ones(8), size=mdp.S)
     v = np.random.default_rng(1).random(mdp.S)
     serial = (cpi.value(mdp, pi), cpi.bellman_sweep(mdp, v), cpi.q_from_v(mdp, v))
     monkeypatch.setattr(exact.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(exact, "_runnable_others", lambda: 0)  # the parallel run
     par = (cpi.value(mdp, pi), cpi.bellman_sweep(mdp, v), cpi.q_from_v(mdp, v))
     np.testing.assert_array_equal(serial[0], par[0])
     np.testing.assert_array_equal(serial[1][0], par[1][0])
     np.testing.assert_array_equal(serial[1][1], par[1][1])
     np.testing.assert_array_equal(serial[2], par[2])
+
+
+def test_runnable_others_counts_other_tasks():
+    """``/proc/loadavg`` counts the caller among the runnable tasks: the others are >= 0."""
+    others = exact._runnable_others()
+    assert others is None or others >= 0
