@@ -20,7 +20,9 @@ group-normalised advantages and per-sample metadata. The budget (trained samples
   calls are never trained on.
   Fallbacks: fewer parents than ``n_resets`` in ``max_tries`` (none: "no failure") -> the fresh group is the
   first ``n_fresh`` tries plus newly sampled chains up to the budget (the paper: first 4 + 4 new; the
-  surplus tries, all successes, are not used, so the group is not all-correct by construction);
+  surplus tries, all successes, are not used, so the group is not all-correct by construction); the new
+  chains are sampled in the continuations' decode loop, as continuations of an empty prefix (the same
+  i.i.d. draws, one decode loop fewer);
   localization: last box in ``[0, n]`` (0 -> 1), else last in-range "Step N", else 1
   (``parse_localization``, each kind counted); the checker finding no wrong thought in a failed parent ->
   k = n (the last thought, the one holding the wrong or missing answer).
@@ -337,22 +339,31 @@ def _build_reset(policy, task, problems, cfg: RolloutConfig, seed, prompt_ids, a
     if short and cfg.max_tries > first:
         for i, row in zip(short, S.generate(prompts, short, cfg.max_tries - first)):
             tries[i] += score(i, row)
-    # 2) parents and the kept fresh chains; missing fresh chains (too few parents) are sampled anew
+    # 2) parents and the kept fresh chains
     parents_of, kept_of = zip(*(split_tries(tries[i], n_par, n_fresh, reset) for i in range(P))) if P else ((), ())
     parents_of, kept_of = list(parents_of), [list(k) for k in kept_of]
-    need = [budget - len(parents_of[i]) * n_cont - len(kept_of[i]) for i in range(P)]
-    for k in sorted(set(need) - {0}):  # one batched call per count
-        which = [i for i in range(P) if need[i] == k]
-        for i, row in zip(which, S.generate(prompts, which, k)):
-            kept_of[i] += score(i, row)
-    # 3) reset steps, 4) continuations
+    # 3) reset steps
     flat_parents = [(i, par) for i in range(P) for par in parents_of[i]]
     steps = choose_reset_steps(reset, task, problems, flat_parents, seed, pids,
                                localize=localizer(policy, cfg, S.complete), fmt=getattr(policy, "fmt", None))
     pre = [prefix_ids_for_reset(par, d["k"]) for (_, par), d in zip(flat_parents, steps)]
     caps = [[c for c in getattr(par, "cap_ends", ()) if c <= len(q)] for (_, par), q in zip(flat_parents, pre)]
-    conts = [score(i, row) for (i, _), row in zip(flat_parents, S.continue_many(
-        prompts, [i for i, _ in flat_parents], pre, caps, n_cont))]
+    # 4) continuations, and in the same decode loop the fresh chains that replace missing parents (too few
+    # failures in max_tries): each missing parent's budget, n_cont chains, as n_cont "continuations" of an
+    # empty prefix. They are i.i.d. draws of the same policy wherever they are sampled, so this saves a
+    # decode loop without changing what is sampled.
+    need = [budget - len(parents_of[i]) * n_cont - len(kept_of[i]) for i in range(P)]
+    fill = [i for i in range(P) for _ in range(need[i] // n_cont)]
+    for r in sorted({n % n_cont for n in need} - {0}):  # never with the config's checks; kept for safety
+        which = [i for i in range(P) if need[i] % n_cont == r]
+        for i, row in zip(which, S.generate(prompts, which, r)):
+            kept_of[i] += score(i, row)
+    rows = S.continue_many(prompts, [i for i, _ in flat_parents] + fill, pre + [[] for _ in fill],
+                           caps + [[] for _ in fill], n_cont)
+    S.fresh += len(fill) * n_cont
+    conts = [score(i, row) for (i, _), row in zip(flat_parents, rows)]
+    for i, row in zip(fill, rows[len(flat_parents):]):
+        kept_of[i] += score(i, row)
     # 5) assemble groups: fresh group 0, reset groups 1..n_par
     samples, rewards, groups, pidx, meta = [], [], [], [], []
     by_prompt: dict[int, list] = {i: [] for i in range(P)}

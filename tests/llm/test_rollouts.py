@@ -58,7 +58,9 @@ class FakePolicy:
 
     def continue_from(self, prompt, prefix_ids, k, *, generator=None, **kw):
         self.calls.append(("continue_from", prompt, tuple(prefix_ids), k))
-        return [self._mk(prompt, self.cont[prompt].pop(0), prefix_ids) for _ in range(k)]
+        # continuations come from the cont script; a prompt without one (no parent) gets fresh chains
+        script = self.cont if self.cont.get(prompt) else self.fresh
+        return [self._mk(prompt, script[prompt].pop(0), prefix_ids) for _ in range(k)]
 
     def complete(self, prompts, *, temperature=0.3, max_new_tokens=64, generator=None, greedy=False, **kw):
         self.calls.append(("complete", tuple(prompts), temperature))
@@ -137,8 +139,11 @@ def test_no_failure_in_max_tries_group_is_first_fresh_plus_new_chains():
     new = [BAD, OK, OK, BAD]
     pol = FakePolicy({"Q0:": [OK] * 12 + new, "Q1:": [BAD] + [OK] * 11}, cont={"Q1:": [OK] * 4}, loc=["[1]"])
     b = srpo(pol, FakeTask(), probs(0, 1), RolloutConfig(method="srpo", **CFG), seed=0)
-    # second round only for the prompt without a failure (the rest of the 12 tries), then 4 new chains
-    assert pol.calls[1] == ("generate", ("Q0:",), 7) and pol.calls[2] == ("generate", ("Q0:",), 4)
+    # second round only for the prompt without a failure (the rest of the 12 tries); the 4 new chains come
+    # from the continuation loop, as continuations of an empty prefix, after the other prompt's resets
+    assert pol.calls[1] == ("generate", ("Q0:",), 7)
+    assert pol.calls[2][0] == "complete"
+    assert pol.calls[3:] == [("continue_from", "Q1:", (), 4), ("continue_from", "Q0:", (), 4)]
     first = [i for i, p in enumerate(b.prompt_index) if p == 0]
     assert len(first) == 8 and len({b.group_ids[i].item() for i in first}) == 1
     assert [b.samples[i].text for i in first] == [OK] * 4 + new
@@ -236,7 +241,8 @@ def test_two_resets_of_two_and_budget_top_up():
     pol = FakePolicy({"Q0:": [OK] * 4 + [BAD, OK, OK, OK]})
     b = rrpo(pol, FakeTask(), probs(0), cfg, seed=1)
     assert len(b) == 6 and all(m["fallback"] == "no_failure" for m in b.meta)
-    assert [s.text for s in b.samples] == [OK, OK, BAD, OK, OK, OK] and pol.calls[-1] == ("generate", ("Q0:",), 4)
+    assert [s.text for s in b.samples] == [OK, OK, BAD, OK, OK, OK]
+    assert pol.calls[-2:] == [("continue_from", "Q0:", (), 2)] * 2  # two missing parents' worth, in the cont loop
     # one parent of the two: n_fresh kept + one reset group's worth of new fresh chains
     pol = FakePolicy({"Q0:": [BAD, OK, OK, OK] + [OK, BAD]}, cont={"Q0:": [OK, BAD]})
     b = rrpo(pol, FakeTask(), probs(0), cfg, seed=1)
