@@ -225,7 +225,8 @@ def main(argv=None) -> int:
                   stage1=s1, verdicts=stage1_verdicts(s1), power=power,
                   stage2=dict(plan=vars(plan), starts=starts, table=table, contrasts=con, predicted=pred,
                               per_seed=[dict(length=L, arm=a, seed=s, **v) for (L, a, s), v in sorted(outc.items())]),
-                  seconds=dict(stage1=t1, total=time.perf_counter() - t0, stage2_cpu=cpu2))
+                  seconds=dict(stage1=t1, total=time.perf_counter() - t0, stage2_cpu=cpu2,
+                               stage2=stage2.run_seconds(plan, runs)))
     (out / f"{args.name}.json").write_text(json.dumps(result, indent=1, default=_json))
     for k, c in con.items():
         log(f"  {k} {c['text']}: {c['mean']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}] (Holm level {c['level']:.3f}, "

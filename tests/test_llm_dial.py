@@ -252,3 +252,18 @@ def test_pilot_from_pools_paired_differences():
     arms = {"oracle": {"proj": 0.12, "proj_sd": 0.3}, "random_failed": {"proj": 0.10, "proj_sd": 0.3}}
     pw = analysis.stage2_power(arms, 100, 16, pilot=p)
     assert pw["n_pilot"] == stats.seeds_needed(0.02, p["sd"], 0.05 / 3) and pw["n"] == max(pw["n_pilot"], 10)
+
+
+def test_run_seconds_survive_reuse(tmp_path):
+    """A finished run's DONE marker keeps its wall time; a later call that reuses the run reports it
+    (old markers without a time are counted as unrecorded, never as 0 s)."""
+    from dial import stage2
+
+    plan = stage2.Plan(model="tiny", lengths=[3], seeds=[0], steps=1, prompts_per_step=1, eval_size=1,
+                       eval_every=1, arms=("grpo", "rrpo", "srpo"))
+    (stage2.run_dir(tmp_path, 3, "grpo", 0)).mkdir(parents=True)
+    (stage2.run_dir(tmp_path, 3, "grpo", 0) / "DONE").write_text('{"seconds": 12.5}\n')
+    (stage2.run_dir(tmp_path, 3, "rrpo", 0)).mkdir(parents=True)
+    (stage2.run_dir(tmp_path, 3, "rrpo", 0) / "DONE").write_text("ok\n")
+    assert stage2.run_seconds(plan, tmp_path) == {"runs_wall": 12.5, "runs_recorded": 1, "unrecorded": 1}
+    assert stage2.run_one(plan, tmp_path, 3, "grpo", 0) == ("L3/grpo_s0", 0, 0.0)  # reused, not rerun

@@ -91,9 +91,26 @@ def run_one(plan: Plan, runs: Path, L: int, arm: str, seed: int, force: bool = F
                 rc = train_main(cmd[3:])
         else:
             rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    if rc == 0:
-        (out / "DONE").write_text("ok\n")
-    return name, rc, time.perf_counter() - t
+    wall = time.perf_counter() - t
+    if rc == 0:  # the marker keeps the run's wall time, so that a later call reusing the run still reports it
+        (out / "DONE").write_text(json.dumps({"seconds": wall}) + "\n")
+    return name, rc, wall
+
+
+def run_seconds(plan: Plan, runs: Path) -> dict:
+    """Wall seconds of the plan's finished runs as recorded when each ran (``DONE`` markers; markers of
+    older versions hold no time and are counted in ``unrecorded``)."""
+    total, n, unrecorded = 0.0, 0, 0
+    for j in plan.jobs_list():
+        done = run_dir(runs, *j) / "DONE"
+        if not done.exists():
+            continue
+        try:
+            total += float(json.loads(done.read_text())["seconds"])
+            n += 1
+        except (ValueError, KeyError, TypeError):
+            unrecorded += 1
+    return {"runs_wall": total, "runs_recorded": n, "unrecorded": unrecorded}
 
 
 def _progress(plan: Plan, runs: Path, stop: threading.Event, every: float, log) -> None:
