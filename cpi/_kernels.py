@@ -334,7 +334,7 @@ def bellman_sweep_parallel(indptr, indices, data, R, gamma, V, V_out, act_out, o
 
 
 @nb.njit(cache=True)
-def compact_ppi(indptr, indices, data, pi, terminal, A, tol):
+def compact_ppi(indptr, indices, data, pi, terminal, A, tol, ix_like):
     """CSR arrays ``(ip, ix, dx)`` of ``P_pi`` (S, S): ``P_pi[s] = sum_a pi(a|s) P(.|s, a)``,
     entries with ``pi(a|s) == 0`` and terminal rows left out (duplicate columns kept; the
     mat-vec sums them); ``width``: the common length of every row when all rows have the same
@@ -343,7 +343,10 @@ def compact_ppi(indptr, indices, data, pi, terminal, A, tol):
 
     Two passes: the first reads ``pi`` (check, counts, the list of rows ``s*A + a`` with
     ``pi > 0``), the second copies those rows of ``P``, prefetching ``PREFETCH_AHEAD`` rows
-    ahead (the rows a deterministic policy picks are scattered through ``P``)."""
+    ahead (the rows a deterministic policy picks are scattered through ``P``). ``ix`` has the dtype
+    of ``ix_like`` (an empty array): the caller picks the narrowest integer type that holds the
+    column indices, since every mat-vec streams them (uint16 below 65,536 states: a Jacobi step on
+    the S = 20,000 garnet reads 10 bytes per entry instead of 12, ~25% faster in parallel)."""
     S = terminal.shape[0]
     ip = np.zeros(S + 1, np.int64)
     rows = np.empty(S * A, np.int64)
@@ -372,7 +375,7 @@ def compact_ppi(indptr, indices, data, pi, terminal, A, tol):
             width = -1
     if width <= 0:
         width = -1
-    ix = np.empty(ip[S], indices.dtype)
+    ix = np.empty(ip[S], ix_like.dtype)
     dx = np.empty(ip[S], np.float64)
     if not ok:
         return ip, ix, dx, width, ok

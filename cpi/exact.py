@@ -78,11 +78,16 @@ class _Ppi(NamedTuple):
     width: int
 
 
+def _index_dtype(S: int):
+    """The narrowest integer type of ``P_pi``'s column indices (``0 .. S-1``)."""
+    return np.uint16 if S <= 1 << 16 else np.int32 if S <= 1 << 31 else np.int64
+
+
 def _compact(mdp: TabularMDP, pi: np.ndarray, tol: float) -> _Ppi:
     """Compact ``P_pi``; the pass that counts its entries also checks ``pi`` (raises on bad input)."""
     P = mdp.P
     ip, ix, dx, width, ok = K.compact_ppi(P.indptr, P.indices, P.data, pi, mdp.terminal,
-                                          mdp.A, tol)
+                                          mdp.A, tol, np.empty(0, _index_dtype(mdp.S)))
     if not ok:
         mdp.check_policy(pi, tol=tol)  # raises the error naming the state and action
     return _Ppi(ip, ix, dx, int(width))
@@ -98,12 +103,28 @@ def _usable_cpus() -> int:
 USABLE_CPUS = _usable_cpus()
 
 
+def _own_running() -> int:
+    """Threads of this process running or runnable right now (``/proc/self/task/*/stat``): the caller,
+    and e.g. numba's or OpenBLAS's workers still spinning after their last parallel region."""
+    n = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        n += stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] == b"R"
+    return max(n, 1)
+
+
 def _runnable_others() -> int | None:
-    """Tasks runnable on the machine right now besides the caller (``/proc/loadavg``'s fourth
-    field counts running and runnable tasks, the caller included); None where unknown."""
+    """Tasks of other processes running or runnable right now (``/proc/loadavg``'s fourth field
+    counts them machine-wide, this process's threads included: :func:`_own_running` is taken off);
+    None where unknown."""
     try:
         with open("/proc/loadavg") as f:
-            return int(f.read().split()[3].split("/")[0]) - 1
+            total = int(f.read().split()[3].split("/")[0])
+        return max(total - _own_running(), 0)
     except (OSError, ValueError, IndexError):
         return None
 
@@ -171,7 +192,7 @@ def _solve(mdp: TabularMDP, ppi: _Ppi | None, pi: np.ndarray, b: np.ndarray, tra
     scale = np.abs(b).max() or 1.0
     if res <= RESIDUAL_TOL * scale:
         return x
-    Ppi = sp.csr_matrix((ppi.dx, ppi.ix, ppi.ip), shape=(S, S))
+    Ppi = sp.csr_matrix((ppi.dx, ppi.ix.astype(np.int64), ppi.ip), shape=(S, S))
     op = Ppi.T if transpose else Ppi  # CSC view: no copy
     L = spla.LinearOperator((S, S), matvec=lambda y: y - g * (op @ y), dtype=np.float64)
     x, info = spla.gmres(L, b, x0=x if np.all(np.isfinite(x)) else None,

@@ -58,7 +58,8 @@ def test_fused_check_agrees_with_numpy(pi):
     ok = K.dag_value(order, mdp.P.indptr, mdp.P.indices, mdp.P.data, mdp.R, pi, 0.9,
                      np.zeros(S, np.bool_), A, V, tol)
     assert ok == (ref[0] == 0)
-    *_, ok2 = K.compact_ppi(mdp.P.indptr, mdp.P.indices, mdp.P.data, pi, mdp.terminal, A, tol)
+    *_, ok2 = K.compact_ppi(mdp.P.indptr, mdp.P.indices, mdp.P.data, pi, mdp.terminal, A, tol,
+                            np.empty(0, np.uint16))
     assert ok2 == (ref[0] == 0)
 
 
