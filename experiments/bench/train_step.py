@@ -1,4 +1,6 @@
-"""One RL training step, timed: our GRPO vs TRL's GRPOTrainer (same work), and our SRPO vs our GRPO.
+"""One RL training step, timed: our GRPO vs TRL's GRPOTrainer (same work), and our SRPO vs our GRPO
+(with RRPO beside it: the same reset rollouts without the localization call, so SRPO - RRPO is what the
+model's localization costs and RRPO / GRPO the floor of any reset method at this shape).
 
 Workload (the same for every contender): the tiny default model (``llm.tiny``), the built-in arith task
 with the tiny model's settings, ``--prompts`` prompts x ``--group`` completions, at most ``--max_new``
@@ -9,7 +11,7 @@ its generation stops at EOS or the answer's closing marker (ours stops at the an
 its step is timed by a callback from ``on_step_begin`` to ``on_step_end`` (generation, scoring, loss,
 backward, optimizer). Ours: ``build_rollouts`` + ``Trainer.update``.
 
-Runs are interleaved in rounds (TRL, our GRPO, our SRPO), each round from freshly loaded tiny weights;
+Runs are interleaved in rounds (TRL, our GRPO, our SRPO, our RRPO), each round from freshly loaded tiny weights;
 the first step of each contender in a round is a warm-up and is not counted. Medians over the rest.
 
     python experiments/bench/train_step.py                  # 32 x 8, 40 tokens, 3 rounds x 3 steps
@@ -128,18 +130,20 @@ def main(argv=None):
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_step.json"))
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    raw: dict[str, list[dict]] = {"trl_grpo": [], "ours_grpo": [], "ours_srpo": []}
+    raw: dict[str, list[dict]] = {"trl_grpo": [], "ours_grpo": [], "ours_srpo": [], "ours_rrpo": []}
     for r in range(a.rounds):
         if not a.skip_trl:
             raw["trl_grpo"] += [{**x, "round": r} for x in run_trl(a, r)]
         raw["ours_grpo"] += [{**x, "round": r} for x in run_ours("grpo", a, r)]
         raw["ours_srpo"] += [{**x, "round": r} for x in run_ours("srpo", a, r)]
+        raw["ours_rrpo"] += [{**x, "round": r} for x in run_ours("rrpo", a, r)]
         print(f"round {r}: " + ", ".join(f"{k} {statistics.median(x['seconds'] for x in v if x['round'] == r):.3f} s"
                                         for k, v in raw.items() if v), flush=True)
     summ = {k: summarise(v) for k, v in raw.items() if v}
     ratios = {"ours_grpo / trl_grpo": summ["ours_grpo"]["sec_per_step"] / summ["trl_grpo"]["sec_per_step"]
               if "trl_grpo" in summ else None,
-              "ours_srpo / ours_grpo": summ["ours_srpo"]["sec_per_step"] / summ["ours_grpo"]["sec_per_step"]}
+              "ours_srpo / ours_grpo": summ["ours_srpo"]["sec_per_step"] / summ["ours_grpo"]["sec_per_step"],
+              "ours_rrpo / ours_grpo": summ["ours_rrpo"]["sec_per_step"] / summ["ours_grpo"]["sec_per_step"]}
     print(f"\n{a.prompts} prompts x {a.group} completions, <= {a.max_new} new tokens, {a.threads} threads, "
           f"medians over {a.rounds} rounds x {a.steps - 1} timed steps\n")
     print("| contender | s / step | generated tokens / step | tokens / s |")
