@@ -162,3 +162,34 @@ def test_local_warm_start_pairs():
         assert [q for q, _ in res] == [q for q, _ in loc]
         assert [t[t.index("["):] for _, t in res] == [t[t.index("["):] for _, t in loc]
         assert res != loc
+
+
+def test_screening_script_rows(model_dir, tmp_path, monkeypatch):
+    """``experiments/tiny_screen.py``: each NAME=DIR is evaluated with the screening sizes, its JSON
+    written, and one table row printed (here with a stand-in evaluation: the micro model's junk chains
+    overflow its 256-token context; ``evaluate_tiny`` itself is tested in test_tiny.py)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    import llm.tiny
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "experiments"))
+    import tiny_screen
+
+    r = lambda k, n: {"rate": k / n, "k": k, "n": n, "wilson95": [0.0, 1.0]}  # noqa: E731
+    res = {"accuracy": r(1, 4), "own": {"success": r(1, 2), "failures": 10, "localization": {
+        "exact": r(3, 10), "chance": 0.15, "exact_over_chance": 2.0, "at_or_before": r(6, 10),
+        "uniform_at_or_before": 0.55, "reply_tokens_mean": 20.25, "reply_tokens_max": 40},
+        "verification": {"parseable": r(8, 8), "accuracy": r(6, 8), "majority_baseline": 0.625,
+                         "recall_correct": r(2, 3), "recall_wrong": r(4, 5)}}}
+    calls = []
+    monkeypatch.setattr(llm.tiny, "evaluate_tiny", lambda pol, **kw: calls.append(kw) or dict(res))
+    rows = tiny_screen.main([f"m={model_dir}", "--own_prompts", "7", "--out", str(tmp_path)])
+    assert calls == [{"n": 300, "own_prompts": 7, "own_samples": 4, "lengths": ()}]
+    assert rows == ["| m | 0.250 | 0.500 | 10 | 0.300 [0.000, 1.000] (0.150) | 2.00 | 0.600 (0.550) "
+                    "| 20.2 / 40 | 1.000 | 0.750 [0.000, 1.000] (0.625) | 0.667 / 0.800 |"]
+    assert rows[0].count("|") == tiny_screen.HEADER.split("\n")[0].count("|")
+    assert json.loads((tmp_path / "m.json").read_text())["model"] == str(model_dir)
+    with pytest.raises(ValueError, match="NAME=MODEL_DIR"):
+        tiny_screen.main(["nodir", "--out", str(tmp_path)])
