@@ -65,8 +65,9 @@ which adds localization (``loc_own``) and verification (``ver_own``) examples on
 An optional key ``"items"`` (absent here: ``"resolve"``, the shipped recipe) picks what each item of a
 localization / verification reply says (:data:`ITEMS`): ``"resolve"`` re-solves the problem
 (:func:`_check_items`), ``"local"`` checks each thought against the chain's previous value,
-``"inverse"`` by undoing its operation on its written result (:func:`_local_items`). It is left out of this dict unless it changes the recipe, so the recipe that
-:func:`recipe` pins (and the shipped weights' record) stays as built."""
+``"inverse"`` by undoing its operation on its written result (:func:`_local_items`). It is left out
+of this dict unless it changes the recipe, so the recipe that :func:`recipe` pins (and the shipped
+weights' record) stays as built."""
 
 ITEMS = ("resolve", "local", "inverse")
 """The item kinds of a localization / verification reply (``TRAIN["items"]``, default ``"resolve"``)."""
