@@ -60,7 +60,17 @@ TRAIN = {"steps": 1200, "batch_size": 64, "lr": 3e-3, "warmup": 50, "lr_floor": 
 kind of example drawn with the weights ``mix``; at each step of ``own_at`` the model samples
 ``own_samples`` chains for ``own_prompts`` training problems (``own_temperature``, ``own_top_p``: the RL
 sampling settings), labelled by the step checker, and from then on batches are drawn with ``mix_own``,
-which adds localization (``loc_own``) and verification (``ver_own``) examples on those own chains."""
+which adds localization (``loc_own``) and verification (``ver_own``) examples on those own chains.
+
+An optional key ``"items"`` (absent here: ``"resolve"``, the shipped recipe) picks what each item of a
+localization / verification reply says (:data:`ITEMS`): ``"resolve"`` re-solves the problem
+(:func:`_check_items`), ``"local"`` checks each thought against the chain's previous value,
+``"inverse"`` by undoing its operation on its written result (:func:`_local_items`). It is left out
+of this dict unless it changes the recipe, so the recipe that :func:`recipe` pins (and the shipped
+weights' record) stays as built."""
+
+ITEMS = ("resolve", "local", "inverse")
+"""The item kinds of a localization / verification reply (``TRAIN["items"]``, default ``"resolve"``)."""
 
 
 def char_tokenizer():
@@ -139,7 +149,62 @@ def _check_items(task: ArithTask, problem, thoughts: list[str]) -> list[str]:
     return out
 
 
-def localization_target(task: ArithTask, problem, chain: list[str], step: int) -> str:
+_INVERSE = {"+": "-", "-": "+"}
+
+
+def _local_items(task: ArithTask, problem, thoughts: list[str], inverse: bool = False) -> list[tuple[str, bool]]:
+    """``(item, ok)`` for each thought: what the thought should say GIVEN THE CHAIN's previous value
+    (a local check, never a re-solve) and whether it says it. For an equation ``a o b = c`` the item is
+    ``f"{prev}{o_s}{b_s}={prev o_s b_s}"``: ``prev`` the result the chain wrote last (the first term
+    before any), ``o_s`` / ``b_s`` the ``s``-th operation and operand of the question, the result exact;
+    the equation is right iff it equals its item. A thought with several equations takes the item of its
+    first wrong one, else of its last. A thought holding the answer (with right equations, if any) has
+    the final answer as item, right iff it matches; an equation beyond the last operation too (always
+    wrong: the answer is due). A thought with neither has the chain's running value (never wrong).
+    The first thought with ``ok`` False is ``task.first_error`` (before it, ``prev`` is the true value).
+
+    ``inverse``: an equation's item undoes the operation on the WRITTEN result instead, ``"6+2=8"`` for
+    ``8-2=6`` (``f"{c}{inverse o_s}{b_s}={c inverse o_s b_s}"``, to be compared with ``prev``: a check
+    that computes differently from generation); ``*`` keeps the forward item. Right iff the result
+    matches ``prev`` and ``a o b`` is ``prev o_s b_s`` (so ``ok`` is the same as without ``inverse``)."""
+    m = problem.meta
+    terms, ops = m["terms"], m["ops"]
+    prev, s, out = terms[0], 0, []
+    for t in thoughts:
+        ans = task.fmt.extract_answer(t)
+        body = t if ans is None else t[: t.rfind(task.fmt.answer_open)]
+        checks = []
+        for a, o, b, c in _EQ_RE.findall(body):
+            o = "*" if o in "x\u00d7" else o
+            if s < len(ops):
+                op, b_s, want = ops[s], terms[s + 1], _OPS[ops[s]](prev, terms[s + 1])
+                item = f"{prev}{op}{b_s}={want}"
+                if inverse and op in _INVERSE:
+                    item = f"{c}{_INVERSE[op]}{b_s}={_OPS[_INVERSE[op]](int(c), b_s)}"
+                checks.append((item, (int(a), o, int(b), int(c)) == (prev, op, b_s, want)))
+            else:
+                checks.append((problem.answer, False))
+            prev, s = int(c), s + 1
+        bad = next((item for item, ok in checks if not ok), None)
+        if bad is not None:
+            out.append((bad, False))
+        elif ans is not None:
+            out.append((problem.answer, task.answer_correct(problem, ans)))
+        else:
+            out.append((checks[-1][0] if checks else str(prev), True))
+    return out
+
+
+def _items(task: ArithTask, problem, thoughts: list[str], items: str) -> list[str]:
+    """The reply items of ``thoughts`` of kind ``items`` (:data:`ITEMS`)."""
+    if items == "resolve":
+        return _check_items(task, problem, thoughts)
+    if items in ("local", "inverse"):
+        return [item for item, _ in _local_items(task, problem, thoughts, inverse=items == "inverse")]
+    raise ValueError(f"items: expected one of {ITEMS}, got {items!r}")
+
+
+def localization_target(task: ArithTask, problem, chain: list[str], step: int, items: str = "resolve") -> str:
     """Reply the tiny default learns for a localization prompt over ``chain`` whose first wrong thought
     (``task.first_error``) is ``step``: it re-solves the problem and writes, for each thought up to
     ``step``, what that thought should say (:func:`_check_items`), followed by ``,`` when the chain's
@@ -147,18 +212,23 @@ def localization_target(task: ArithTask, problem, chain: list[str], step: int) -
     for ``3+5-2+7`` over ``3+5=8;8-2=7;...``. Each item is computed as when solving (operation and
     operand read from the question, result from the model's own previous one), so a wrong value or a
     wrong operand in the chain shows as a mismatch; about 5 tokens a thought. The parser reads the
-    last boxed integer, so the reply follows the localization contract."""
-    return ",".join(_check_items(task, problem, chain[:step])) + task.fmt.box(str(step))
+    last boxed integer, so the reply follows the localization contract. ``items="local"``: each item
+    is instead the local check of :func:`_local_items` (``"3+5=8,8-2=6[2]"``: the left operand is the
+    chain's previous value, so one slip of the reply does not carry to the next item); ``"inverse"``:
+    the operation undone on the thought's written result (``"3+5=8,6+2=8[2]"`` for ``8-2=6``)."""
+    return ",".join(_items(task, problem, chain[:step], items)) + task.fmt.box(str(step))
 
 
-def verification_target(task: ArithTask, problem, chain: list[str], answer: str | None) -> str:
+def verification_target(task: ArithTask, problem, chain: list[str], answer: str | None,
+                        items: str = "resolve") -> str:
     """Reply to the L3 question (``verification_prompt``) about ``chain`` and its ``answer``: the same
-    re-solve as :func:`localization_target` up to the first wrong thought (or over the whole chain),
-    then ``box("NO")`` if a thought is wrong or the answer is missing or wrong, else ``box("YES")``."""
+    items as :func:`localization_target` (kind ``items``) up to the first wrong thought (or over the
+    whole chain), then ``box("NO")`` if a thought is wrong or the answer is missing or wrong, else
+    ``box("YES")``."""
     e = task.first_error(problem, chain) if chain else None
-    items = _check_items(task, problem, chain if e is None else chain[:e])
+    out = _items(task, problem, chain if e is None else chain[:e], items)
     ok = e is None and answer is not None and task.answer_correct(problem, answer)
-    return ",".join(items) + task.fmt.box("YES" if ok else "NO")
+    return ",".join(out) + task.fmt.box("YES" if ok else "NO")
 
 
 def _injected(task: ArithTask, p, rng: random.Random) -> tuple[list[str], int]:
@@ -166,10 +236,11 @@ def _injected(task: ArithTask, p, rng: random.Random) -> tuple[list[str], int]:
     return task.corrupt(p, step, rng), step
 
 
-def _pairs(task: ArithTask, rng: random.Random, n: int, kind: str, seed: int) -> list[tuple[str, str]]:
+def _pairs(task: ArithTask, rng: random.Random, n: int, kind: str, seed: int,
+           items: str = "resolve") -> list[tuple[str, str]]:
     """``n`` (prompt, target) pairs of ``kind``: ``"sol"`` solution chains; ``"loc"`` localization of a
     chain with one injected error at a uniform step; ``"ver"`` the L3 question about the solution
-    (half) or a chain with one injected error (half)."""
+    (half) or a chain with one injected error (half). ``items``: the reply items (:data:`ITEMS`)."""
     from .localize import verification_prompt
 
     fmt = task.fmt
@@ -180,21 +251,22 @@ def _pairs(task: ArithTask, rng: random.Random, n: int, kind: str, seed: int) ->
             out.append((task.prompt(p), fmt.join(sol[:-1]) + sol[-1]))
         elif kind == "loc":
             chain, step = _injected(task, p, rng)
-            out.append((localization_prompt(task, p, chain), localization_target(task, p, chain, step)))
+            out.append((localization_prompt(task, p, chain), localization_target(task, p, chain, step, items)))
         elif kind == "ver":
             chain = task.solution(p) if rng.random() < 0.5 else _injected(task, p, rng)[0]
             ans = fmt.extract_answer(chain[-1])
-            out.append((verification_prompt(task, p, chain, ans), verification_target(task, p, chain, ans)))
+            out.append((verification_prompt(task, p, chain, ans), verification_target(task, p, chain, ans, items)))
         else:
             raise ValueError(f"kind: expected 'sol', 'loc' or 'ver', got {kind!r}")
     return out
 
 
 def _own_pairs(pol: Policy, task: ArithTask, n: int, k: int, seed: int, temperature: float,
-               top_p: float) -> dict[str, list[tuple[str, str]]]:
+               top_p: float, items: str = "resolve") -> dict[str, list[tuple[str, str]]]:
     """Localization and verification examples on the model's OWN chains: ``k`` samples at
     ``temperature`` for each of ``n`` training problems, labelled by the step checker. ``"loc_own"``:
-    the failed chains with a checker-found first error; ``"ver_own"``: every chain with thoughts."""
+    the failed chains with a checker-found first error; ``"ver_own"``: every chain with thoughts.
+    ``items``: the reply items (:data:`ITEMS`)."""
     from .localize import verification_prompt
 
     probs = task.sample(n, seed=seed, split="train")
@@ -207,10 +279,10 @@ def _own_pairs(pol: Policy, task: ArithTask, n: int, k: int, seed: int, temperat
             if not s.thoughts:
                 continue
             ver.append((verification_prompt(task, p, s.thoughts, s.answer),
-                        verification_target(task, p, s.thoughts, s.answer)))
+                        verification_target(task, p, s.thoughts, s.answer, items)))
             e = task.first_error(p, s.thoughts)
             if e is not None and task.reward(p, s.text) == 0:
-                loc.append((localization_prompt(task, p, s.thoughts), localization_target(task, p, s.thoughts, e)))
+                loc.append((localization_prompt(task, p, s.thoughts), localization_target(task, p, s.thoughts, e, items)))
     return {"loc_own": loc, "ver_own": ver}
 
 
@@ -248,6 +320,9 @@ def train_tiny(*, seed: int = 0, steps: int | None = None, log_every: int = 50, 
     arch = {**TINY_ARCH, **(arch_kw or {})}
     if steps is not None:
         cfg["steps"] = steps
+    items = cfg.get("items", "resolve")
+    if items not in ITEMS:
+        raise ValueError(f"train_kw['items']: expected one of {ITEMS}, got {items!r}")
     tok = char_tokenizer()
     pol = Policy(_llama(tok, seed, **arch), tok, TINY_FORMAT)
     task = ArithTask(TINY_FORMAT, **task_kw)
@@ -261,7 +336,7 @@ def train_tiny(*, seed: int = 0, steps: int | None = None, log_every: int = 50, 
     for step in range(cfg["steps"]):
         if step in own_at:  # refresh the pool of the model's own chains (sampled in eval mode, no grad)
             own = _own_pairs(pol, task, cfg["own_prompts"], cfg["own_samples"], seed * 100_003 + 7 * step + 1,
-                             cfg["own_temperature"], cfg["own_top_p"])
+                             cfg["own_temperature"], cfg["own_top_p"], items)
             pol.model.train()
             if verbose:
                 print(f"step {step:5d}  own chains: {len(own['loc_own'])} failures, {len(own['ver_own'])} chains",
@@ -272,7 +347,7 @@ def train_tiny(*, seed: int = 0, steps: int | None = None, log_every: int = 50, 
         if kind in own:
             pairs = [own[kind][rng.randrange(len(own[kind]))] for _ in range(bs)]
         else:
-            pairs = _pairs(task, rng, bs, kind, seed=seed * 100_003 + step)
+            pairs = _pairs(task, rng, bs, kind, seed=seed * 100_003 + step, items=items)
         ids, att, lm = _batch(pol, pairs)
         logp = pol.logprobs(ids, att)  # (B, T-1)
         loss = -(logp * lm).sum() / lm.sum()
