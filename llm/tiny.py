@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from .localize import localization_prompt, parse_localization
+from .localize import LOC_TOKENS_COMPACT, localization_prompt, parse_localization
 from .policy import Policy
 from .tasks import _EQ_RE, _OPS, ArithTask
 from .thoughts import TINY_FORMAT
@@ -45,9 +45,10 @@ TINY_ARCH = {"hidden_size": 96, "intermediate_size": 256, "num_hidden_layers": 3
                  "num_key_value_heads": 4, "max_position_embeddings": 512}
 """Architecture of the tiny default (about 0.3M parameters with the character vocabulary)."""
 
-LOC_TOKENS = 96
-"""Token budget of a localization / verification reply in :func:`evaluate_tiny` (``RolloutConfig``'s and
-``ICSConfig``'s default; the replies stop at their box, well before)."""
+LOC_TOKENS = LOC_TOKENS_COMPACT
+"""Token budget of a localization / verification reply in :func:`evaluate_tiny`: the compact prompts'
+default (``llm.localize.LOC_TOKENS_COMPACT``, what ``RolloutConfig`` and ``ICSConfig`` use for the tiny
+default; the replies stop at their box, well before)."""
 
 EVAL_LENGTHS = (3, 4, 5, 6, 7, 8)
 """Chain lengths (terms) of the per-length table ``python -m llm.tiny`` prints."""
