@@ -22,7 +22,7 @@ TIME_KEYS = ("step_time_s", "gen_time_s", "update_time_s", "elapsed_s", "eval_ti
 ROLLOUT_COUNTERS = ("tokens_generated", "parents", "loc_calls", "loc_fallbacks", "no_failure_prompts",
                     "fresh_tries", "loc_checked", "loc_hits", "loc_hits1", "loc_chance_sum",
                     "loc_zero", "loc_step", "loc_default", "loc_box_out_of_range", "capped_thoughts",
-                    "reset_groups", "reset_informative")
+                    "reset_groups", "reset_informative", "loc_overflow")
 """``RolloutBatch.stats`` entries summed over ranks (0 when a method does not produce them)."""
 
 
@@ -75,6 +75,7 @@ def train_record(rb, upd, *, step: int, method: str, prompts_per_step: int, lr: 
                # localization fallbacks by kind, kept over-long thoughts, optimizer steps of the batch
                loc_fallback_zero=int(c["loc_zero"]), loc_fallback_step=int(c["loc_step"]),
                loc_fallback_default=int(c["loc_default"]), loc_box_out_of_range=int(c["loc_box_out_of_range"]),
+               loc_overflow=int(c["loc_overflow"]),
                capped_thoughts=int(c["capped_thoughts"]), opt_steps=int(getattr(upd, "opt_steps", 1)),
                # reset groups with reward variance (an informative reset: the group has a learning signal)
                reset_informative_rate=_ratio(c["reset_informative"], c["reset_groups"]), **times)

@@ -283,9 +283,23 @@ def choose_reset_steps(reset: ResetDistribution, task, problems, parents: list[t
 
 def localizer(policy, cfg: RolloutConfig, complete: Callable[[list, list[int]], list[str]]):
     """The ``localize`` callable of :func:`choose_reset_steps`: renders each localization prompt
-    (``cfg.loc_chat_template``) and hands the batch to ``complete(prompts, prompt indices)``."""
+    (``cfg.loc_chat_template``) and hands the batch to ``complete(prompts, prompt indices)``. A prompt
+    that does not fit the model's context (a long parent chain quoted in full) is not sent: its reply
+    is empty, so the parse falls back (``llm.localize.parse_localization``), and ``localize.overflow``
+    counts it (``loc_overflow`` in the step's stats) instead of the run stopping on the error."""
+    max_len = getattr(policy, "max_len", None)
+
     def localize(texts: list[str], which: list[int]) -> list[str]:
-        return complete([render_prompt(policy, t, cfg.loc_chat_template) for t in texts], which)
+        prompts = [render_prompt(policy, t, cfg.loc_chat_template) for t in texts]
+        fits = [max_len is None or len(policy.encode_prompt(p)) < max_len for p in prompts]
+        keep = [j for j, ok in enumerate(fits) if ok]
+        localize.overflow += len(prompts) - len(keep)
+        replies = [""] * len(prompts)
+        if keep:
+            for j, r in zip(keep, complete([prompts[j] for j in keep], [which[j] for j in keep])):
+                replies[j] = r
+        return replies
+    localize.overflow = 0
     return localize
 
 
@@ -344,8 +358,9 @@ def _build_reset(policy, task, problems, cfg: RolloutConfig, seed, prompt_ids, a
     parents_of, kept_of = list(parents_of), [list(k) for k in kept_of]
     # 3) reset steps
     flat_parents = [(i, par) for i in range(P) for par in parents_of[i]]
-    steps = choose_reset_steps(reset, task, problems, flat_parents, seed, pids,
-                               localize=localizer(policy, cfg, S.complete), fmt=getattr(policy, "fmt", None))
+    loc = localizer(policy, cfg, S.complete)
+    steps = choose_reset_steps(reset, task, problems, flat_parents, seed, pids, localize=loc,
+                               fmt=getattr(policy, "fmt", None))
     pre = [prefix_ids_for_reset(par, d["k"]) for (_, par), d in zip(flat_parents, steps)]
     caps = [[c for c in getattr(par, "cap_ends", ()) if c <= len(q)] for (_, par), q in zip(flat_parents, pre)]
     # 4) continuations, and in the same decode loop the fresh chains that replace missing parents (too few
@@ -389,7 +404,8 @@ def _build_reset(policy, task, problems, cfg: RolloutConfig, seed, prompt_ids, a
                  no_failure_prompts=sum(not p for p in parents_of), reset_steps=[d["k"] for d in steps],
                  reset_rel=[d["k"] / len(par.thoughts) for (_, par), d in zip(flat_parents, steps)],
                  first_round_rewards=[r for i in range(P) for _, r in tries[i][:first]],
-                 capped_thoughts=sum(_capped(s) for s in samples), **localization_stats(steps, flat_parents))
+                 capped_thoughts=sum(_capped(s) for s in samples), loc_overflow=loc.overflow,
+                 **localization_stats(steps, flat_parents))
     return _finish(samples, rewards, groups, pidx, meta, cfg, stats, adv_eps, adv_std)
 
 

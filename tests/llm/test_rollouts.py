@@ -325,3 +325,24 @@ def test_micro_policy_per_prompt_sampling_is_split_independent():
             assert s.response_ids in [whole.samples[k].response_ids for k in src]
         assert sorted(part.group_ids.tolist()) == sorted(
             g for g, p in zip(whole.group_ids.tolist(), whole.prompt_index) if p in ids)
+
+
+def test_a_localization_prompt_longer_than_the_context_falls_back_and_is_counted():
+    """A parent chain so long that its localization prompt does not fit the model's context is not
+    sent to the model (that would stop the run with the context-length error): the reply is empty,
+    the parse falls back, and the step counts it as ``loc_overflow``."""
+
+    class ShortContext(FakePolicy):
+        max_len = 20  # the localization prompt quoting BAD is longer
+
+        def encode_prompt(self, p):
+            return self.encode(p) if isinstance(p, str) else list(p)
+
+    pol = ShortContext({"Q0:": [BAD, OK, OK, OK, OK]}, cont={"Q0:": [OK] * 4}, loc=["[3]"])
+    b = srpo(pol, FakeTask(), probs(0), RolloutConfig(method="srpo", **CFG), seed=0)
+    assert not any(c[0] == "complete" for c in pol.calls) and pol.loc == ["[3]"]  # never asked
+    m = b.meta[-1]
+    assert m["reset_step"] == 1 and m["loc_source"] == "fallback" and m["loc_text"] == ""
+    assert b.stats["loc_overflow"] == 1 and b.stats["loc_fallbacks"] == 1 and len(b) == 8
+    pol = FakePolicy({"Q0:": [BAD, OK, OK, OK, OK]}, cont={"Q0:": [OK] * 4}, loc=["[3]"])  # no max_len
+    assert srpo(pol, FakeTask(), probs(0), RolloutConfig(method="srpo", **CFG), seed=0).stats["loc_overflow"] == 0
