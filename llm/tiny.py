@@ -66,12 +66,18 @@ which adds localization (``loc_own``) and verification (``ver_own``) examples on
 An optional key ``"items"`` (absent here: ``"resolve"``, the shipped recipe) picks what each item of a
 localization / verification reply says (:data:`ITEMS`): ``"resolve"`` re-solves the problem
 (:func:`_check_items`), ``"local"`` checks each thought against the chain's previous value,
-``"inverse"`` by undoing its operation on its written result (:func:`_local_items`). It is left out
-of this dict unless it changes the recipe, so the recipe that :func:`recipe` pins (and the shipped
-weights' record) stays as built."""
+``"inverse"`` by undoing its operation on its written result (:func:`_local_items`);
+``"local_answer"`` is ``"local"`` plus the item :data:`MISSING_ANSWER` for a chain with no answer
+(:func:`verification_target`). It is left out of this dict unless it changes the recipe, so the recipe
+that :func:`recipe` pins (and the shipped weights' record) stays as built."""
 
-ITEMS = ("resolve", "local", "inverse")
+ITEMS = ("resolve", "local", "inverse", "local_answer")
 """The item kinds of a localization / verification reply (``TRAIN["items"]``, default ``"resolve"``)."""
+
+MISSING_ANSWER = "?"
+"""Item of the missing answer in a ``"local_answer"`` verification reply: a chain whose thoughts are
+all right but that gives no answer ends ``...,8-2=6,?[NO]``, one whose answer is present
+``...,8-2=6,6[YES]`` (``"local"``: ``...,8-2=6[NO]``, the same as a wrong last equation's reply)."""
 
 
 def char_tokenizer():
@@ -200,7 +206,7 @@ def _items(task: ArithTask, problem, thoughts: list[str], items: str) -> list[st
     """The reply items of ``thoughts`` of kind ``items`` (:data:`ITEMS`)."""
     if items == "resolve":
         return _check_items(task, problem, thoughts)
-    if items in ("local", "inverse"):
+    if items in ("local", "inverse", "local_answer"):
         return [item for item, _ in _local_items(task, problem, thoughts, inverse=items == "inverse")]
     raise ValueError(f"items: expected one of {ITEMS}, got {items!r}")
 
@@ -225,9 +231,13 @@ def verification_target(task: ArithTask, problem, chain: list[str], answer: str 
     """Reply to the L3 question (``verification_prompt``) about ``chain`` and its ``answer``: the same
     items as :func:`localization_target` (kind ``items``) up to the first wrong thought (or over the
     whole chain), then ``box("NO")`` if a thought is wrong or the answer is missing or wrong, else
-    ``box("YES")``."""
+    ``box("YES")``. ``items="local_answer"``: a chain with no wrong thought and no answer gets the
+    item :data:`MISSING_ANSWER` before its ``box("NO")``, so that the reply departs from a right chain's
+    one item before the verdict (localization is unchanged: such a chain has no first error)."""
     e = task.first_error(problem, chain) if chain else None
     out = _items(task, problem, chain if e is None else chain[:e], items)
+    if items == "local_answer" and e is None and answer is None:
+        out.append(MISSING_ANSWER)
     ok = e is None and answer is not None and task.answer_correct(problem, answer)
     return ",".join(out) + task.fmt.box("YES" if ok else "NO")
 

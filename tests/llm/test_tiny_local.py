@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from llm.localize import parse_localization, parse_verdict
 from llm.tasks import ArithTask
 from llm.thoughts import TINY_FORMAT
-from llm.tiny import _local_items, localization_target, train_tiny, verification_target
+from llm.tiny import MISSING_ANSWER, _local_items, localization_target, train_tiny, verification_target
 from llm.tiny import warm_start_pairs as _pairs
 
 TASK = ArithTask(TINY_FORMAT, min_terms=2, max_terms=8, ops="+-*")
@@ -54,6 +54,15 @@ def test_local_targets_hand_examples():
     assert _local_items(TASK, q, ["4x3=12"], inverse=True) == [("4*3=12", True)]  # * keeps the forward item
     assert _local_items(TASK, TASK.make_problem([4, 0, 1], ["+", "-"]), ["4-0=4"], inverse=True) == [
         ("4-0=4", False)]  # the wrong operation with operand 0: the value checks, the operation does not
+    # local_answer: a right chain without an answer says so with an item of its own before the NO
+    la = lambda chain, a: verification_target(TASK, P, chain, a, "local_answer")  # noqa: E731
+    assert la(["3+5=8", "8-2=6", "6+7=13"], None) == "3+5=8,8-2=6,6+7=13,?[NO]"
+    assert la(["3+5=8", "8-2=6", "6+7=13", "[13]"], "13") == "3+5=8,8-2=6,6+7=13,13[YES]"
+    assert la(["3+5=8", "8-2=6"], None) == "3+5=8,8-2=6,?[NO]"  # stopped early, no answer
+    assert la(["3+5=8", "8-2=7"], None) == "3+5=8,8-2=6[NO]"  # a wrong thought first: as "local"
+    assert la(["3+5=8", "8-2=6", "6+7=13", "[12]"], "12") == "3+5=8,8-2=6,6+7=13,13[NO]"
+    assert la([], None) == "?[NO]"
+    assert localization_target(TASK, P, ["3+5=8", "8-2=7"], 2, "local_answer") == "3+5=8,8-2=6[2]"
     with pytest.raises(ValueError, match="items"):
         localization_target(TASK, P, ["3+5=9"], 1, "inverse?")
     with pytest.raises(ValueError, match="items"):
@@ -151,6 +160,30 @@ def test_first_local_mismatch_is_the_step_checkers_first_error(seed, which, edit
         if e is not None:
             assert parse_localization(localization_target(TASK, p, chain, e, "local"), len(chain),
                                       TINY_FORMAT).index == e
+    _check_local_answer(p, chain, e)
+
+
+def _check_local_answer(p, chain, e):
+    """``"local_answer"``: the localization reply and the items are those of ``"local"`` (first mismatch =
+    ``first_error``); the verification reply too, except that a chain with no wrong thought and no
+    answer ends with the item ``MISSING_ANSWER`` before its NO; the verdict contract holds."""
+    if e is not None:
+        la = localization_target(TASK, p, chain, e, "local_answer")
+        assert la == localization_target(TASK, p, chain, e, "local")
+        assert parse_localization(la, max(len(chain), 1), TINY_FORMAT).index == e
+    for ans in {None, TINY_FORMAT.extract_answer(chain[-1]) if chain else None, p.answer}:
+        v = verification_target(TASK, p, chain, ans, "local_answer")
+        loc = verification_target(TASK, p, chain, ans, "local")
+        want_ok = e is None and ans is not None and TASK.answer_correct(p, ans)
+        assert parse_verdict(v, TINY_FORMAT) is want_ok
+        items = v[: v.rindex("[")].split(",") if v[: v.rindex("[")] else []
+        if e is None and ans is None:
+            assert items[-1] == MISSING_ANSWER and v == ",".join(items) + "[NO]"
+            assert v[: -len("?[NO]")] == loc[: -len("[NO]")] + ("," if chain else "")
+            right = verification_target(TASK, p, chain, p.answer, "local_answer")  # the answer present
+            assert right[: right.rindex("[")] != v[: v.rindex("[")]  # they part before the verdict
+        else:
+            assert v == loc and MISSING_ANSWER not in items
 
 
 def test_local_warm_start_pairs():
@@ -162,6 +195,8 @@ def test_local_warm_start_pairs():
         assert [q for q, _ in res] == [q for q, _ in loc]
         assert [t[t.index("["):] for _, t in res] == [t[t.index("["):] for _, t in loc]
         assert res != loc
+        # local_answer differs from local only on chains without an answer (own chains, never these)
+        assert _pairs(task, random.Random(3), 40, kind, seed=5, items="local_answer") == loc
 
 
 def test_screening_script_rows(model_dir, tmp_path, monkeypatch):
