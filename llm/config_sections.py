@@ -94,6 +94,11 @@ class RolloutConfig:
     """batched: one generator per rank and step, prompts decoded together (fastest). per_prompt: a
     generator per (step, prompt), each prompt decoded alone, so samples do not depend on how
     prompts are split across ranks (used to check multi-process runs against one process)"""
+    kv_reuse: bool = True
+    """reset methods: keep the fresh tries' keys/values during the step and reuse them where a later call
+    starts with the same tokens (a continuation's prompt + prefix; the compact localization prompt, which
+    quotes the parent verbatim), so only the new tokens are prefilled. Same samples up to float rounding;
+    memory: the keys/values of every try of the step (off: recompute)"""
 
     def __post_init__(self) -> None:
         check_finite(self, "rollout.")

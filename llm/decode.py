@@ -9,6 +9,12 @@ pieces, pad / EOS ids, format, context length and device; none of them imports t
   ``batch_select_indices``. The cache appends in place (``llm.kv_cache``: preallocated buffers, no
   ``torch.cat`` of the whole cache per layer and step); next tokens come from ``llm.sampling.sample_next``
   (nucleus sampling without a sort of the vocabulary). Thoughts are tracked with ``llm.thoughts.ThoughtScanner``.
+* KV reuse (:class:`KVRows`): ``keep_kv=True`` hands each finished row's keys/values back on
+  ``Sample.kv``; ``kv_from[i]`` gives prompt ``i`` the saved rows of an earlier sample, and the prefill
+  then copies the keys/values of their longest common token prefix and runs only the rest through the
+  model (a continuation's prompt + prefix, or a localization prompt that quotes the parent chain
+  verbatim, costs the tokens it adds, not its length). Exact up to float rounding: the reused keys/values
+  are the ones the model computed for those very tokens (same positions).
 * The per-thought cap and the budget follow the paper by default ("Credit Assignment with Resets in LM
   Reasoning", whose generator samples one thought per call with ``max_tokens_per_thought``):
   ``thought_cap="keep"``: a thought that reaches ``max_thought_tokens`` without a delimiter is kept as
@@ -74,6 +80,34 @@ class Sample:
     cap_ends: list[int] = field(default_factory=list)
     """The entries of ``thought_ends`` where a thought was ended by the per-thought token cap rather than by
     a delimiter (``thought_cap="keep"``); give the ones inside a prefix to ``continue_from``."""
+    kv: "KVRows | None" = field(default=None, repr=False, compare=False)
+    """The row's keys/values when the decode was asked to keep them (``keep_kv=True``), else None. The
+    rollout builders take them off the samples before returning."""
+
+
+@dataclass
+class KVRows:
+    """Keys/values a decode computed for one row: they cover the tokens ``ids`` (prompt + given prefix +
+    sampled tokens fed back, in order); ``layers[l]`` is the pair (keys, values) of layer ``l``, each
+    ``(H, len(ids), D)``, positions ``0..len(ids)-1``."""
+
+    ids: list[int]
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the longest common prefix of two token lists (slice comparisons, binary search)."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def sampling_kwargs(cfg=None, **override) -> dict:
@@ -145,9 +179,24 @@ def cache_keyword(model: torch.nn.Module) -> str:
     return kw
 
 
-def prefill(pol, seqs: list[list[int]]):
+def kv_reusable(cache) -> bool:
+    """Whether saved rows can be copied into ``cache``: every layer a plain full-attention layer
+    (``DynamicLayer`` or :class:`llm.kv_cache.BufferLayer`)."""
+    from transformers.cache_utils import DynamicLayer
+
+    from .kv_cache import BufferLayer
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(layer) in (DynamicLayer, BufferLayer) for layer in layers)
+
+
+def prefill(pol, seqs: list[list[int]], kv_from: list | None = None):
     """Left-padded forward of ``seqs`` into a fresh :func:`llm.kv_cache.decode_cache`; returns (last logits
-    (B, V), cache, mask (B, L), next pos (B,))."""
+    (B, V), cache, mask (B, L), next pos (B,)). ``kv_from[i]`` (a :class:`KVRows` or None): reuse its
+    keys/values for the longest common prefix of ``seqs[i]`` and its ids (:func:`prefill_reusing`)."""
+    if kv_from is not None and any(kv is not None for kv in kv_from):
+        cache = decode_cache(pol.model.config)
+        if kv_reusable(cache):
+            return prefill_reusing(pol, seqs, kv_from, cache)
     L = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), L), pol.pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), L), dtype=torch.long)
@@ -162,16 +211,62 @@ def prefill(pol, seqs: list[list[int]]):
     return out.logits[:, -1, :], cache, mask, pos[:, -1] + 1
 
 
+def prefill_reusing(pol, seqs: list[list[int]], kv_from: list, cache):
+    """:func:`prefill` from saved rows. Row ``i`` reuses the keys/values of its first ``m_i`` tokens
+    (at most its common prefix with ``kv_from[i].ids``, at most ``len - 1``: the last token is fed for
+    its logits) and feeds the rest; every row feeds the same number ``S`` of tokens (a row with a shorter
+    match re-feeds more of its own), so the saved part is left padded to ``M = max m_i`` positions and
+    the fed part ``(B, S)`` follows it (a row without reuse is left padded within it). Mask ``(B, M + S)``."""
+    lens = [len(q) for q in seqs]
+    match = [0 if kv is None else min(common_prefix(q, kv.ids), n - 1) for q, kv, n in zip(seqs, kv_from, lens)]
+    S = max(n - m for n, m in zip(lens, match))
+    m = [max(0, n - S) for n in lens]  # <= match[i]
+    M, B = max(m), len(seqs)
+    mask = torch.zeros((B, M + S), dtype=torch.long)
+    ids = torch.full((B, S), pol.pad_id, dtype=torch.long)
+    for i, q in enumerate(seqs):
+        mask[i, M - m[i]:M] = 1
+        fed = q[m[i]:]
+        ids[i, S - len(fed):] = torch.tensor(fed, dtype=torch.long)
+        mask[i, M + S - len(fed):] = 1
+    if M:
+        for layer_idx in range(len(cache.layers)):
+            k0, v0 = next(kv for kv in kv_from if kv is not None).layers[layer_idx]
+            K = k0.new_zeros((B, k0.shape[0], M, k0.shape[2]))
+            V = v0.new_zeros((B, v0.shape[0], M, v0.shape[2]))
+            for i, kv in enumerate(kv_from):
+                if m[i]:
+                    k, v = kv.layers[layer_idx]
+                    K[i, :, M - m[i]:] = k[:, :m[i]]
+                    V[i, :, M - m[i]:] = v[:, :m[i]]
+            cache.update(K.to(pol.device), V.to(pol.device), layer_idx)
+    ids, mask = ids.to(pol.device), mask.to(pol.device)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, M:]  # (B, S): each fed token's position in its row
+    out = pol.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+                    **{cache_keyword(pol.model): cache})
+    return out.logits[:, -1, :], cache, mask, pos[:, -1] + 1
+
+
+def _row_kv(cache, j: int, start: int, ids: list[int]) -> KVRows:
+    """Copy of batch row ``j``'s keys/values from cache slot ``start`` on (its first token) to the end."""
+    return KVRows(ids=ids, layers=[(layer.keys[j, :, start:].clone(), layer.values[j, :, start:].clone())
+                                   for layer in cache.layers])
+
+
 # ------------------------------------------------------------------------------ the loop
 @torch.inference_mode()
 def decode(pol, prompts, prefixes, n, *, mode, temperature, top_p, max_thoughts, max_thought_tokens,
            max_new_tokens, greedy, generator, thought_cap="keep", budget_scope="response", prefix_cap_ends=None,
-           stop_at_answer=True) -> list[list[Sample]]:
+           stop_at_answer=True, keep_kv=False, kv_from=None) -> list[list[Sample]]:
     """``n`` samples per (prompt ids, prefix ids) pair; ``mode`` "chain" (thoughts counted, stop at
     ``max_thoughts``) or "free" (delimiters ignored; ``stop_at_answer=False`` also ignores answers, so a
     reply runs to EOS or ``max_new_tokens``). ``prefix_cap_ends[i]``: offsets in ``prefixes[i]`` where a
-    thought was ended by the cap (``Sample.cap_ends`` of the sample it was cut from). Validates the
-    settings; runs in eval mode."""
+    thought was ended by the cap (``Sample.cap_ends`` of the sample it was cut from). ``keep_kv``: put
+    each row's keys/values on ``Sample.kv``; ``kv_from[i]``: a :class:`KVRows` (or None) whose common
+    prefix with prompt + prefix ``i`` is not recomputed (module docstring). Validates the settings; runs
+    in eval mode."""
+    if kv_from is not None and len(kv_from) != len(prompts):
+        raise ValueError(f"kv_from: expected one entry per prompt ({len(prompts)}), got {len(kv_from)}")
     max_new_tokens = check_params(n, temperature, top_p, max_thoughts, max_thought_tokens, max_new_tokens, greedy,
                                   thought_cap, budget_scope)
     caps0 = [sorted(int(c) for c in (prefix_cap_ends[i] if prefix_cap_ends else ()) or ())
@@ -184,9 +279,9 @@ def decode(pol, prompts, prefixes, n, *, mode, temperature, top_p, max_thoughts,
     opts = dict(mode=mode, temperature=temperature, top_p=top_p, max_thoughts=max_thoughts,
                 max_thought_tokens=max_thought_tokens, max_new_tokens=max_new_tokens, greedy=greedy,
                 generator=generator, keep_long=thought_cap == "keep", count_prefix=budget_scope == "response",
-                stop_at_answer=stop_at_answer or mode == "chain")
+                stop_at_answer=stop_at_answer or mode == "chain", keep_kv=keep_kv, kv_from=kv_from)
     try:
-        gen, finish, caps = _loop(pol, prompts, prefixes, caps0, n, **opts)
+        gen, finish, caps, kv = _loop(pol, prompts, prefixes, caps0, n, **opts)
     finally:
         pol.model.train(was_training)
     owner = [i // n for i in range(len(gen))]
@@ -194,18 +289,23 @@ def decode(pol, prompts, prefixes, n, *, mode, temperature, top_p, max_thoughts,
                            caps[r]) for r in range(len(gen))]
     for r, s in enumerate(samples):
         s.sampled_tokens = len(gen[r]) + (finish[r] == "eos")
+        s.kv = kv[r]
     return [samples[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
 def _loop(pol, prompts, prefixes, caps0, n, *, mode, temperature, top_p, max_thoughts, max_thought_tokens,
-          max_new_tokens, greedy, generator, keep_long, count_prefix, stop_at_answer):
-    """The decode loop proper; returns the sampled ids, the finish reason and the cap ends of every row.
+          max_new_tokens, greedy, generator, keep_long, count_prefix, stop_at_answer, keep_kv=False, kv_from=None):
+    """The decode loop proper; returns the sampled ids, the finish reason, the cap ends and the kept
+    keys/values (None unless ``keep_kv``) of every row.
 
     The per-token checks stay in this one loop on purpose (about 75 lines): they share the row lists, and
     splitting them would hide the order of the checks (EOS, answer, delimiter, per-thought cap, budget),
     which decides every ``Sample.finish``; the batch compaction and the model call are :func:`_step`."""
     fmt, pieces = pol.fmt, pol.pieces
-    logits, cache, mask, pos = prefill(pol, [p + q for p, q in zip(prompts, prefixes)])
+    seqs = [p + q for p, q in zip(prompts, prefixes)]
+    logits, cache, mask, pos = prefill(pol, seqs, kv_from)
+    keep_kv = keep_kv and kv_reusable(cache)
+    width0 = width = mask.shape[1]  # cache slots filled; row r's first token sits at slot width0 - len(seq)
     reserve(cache, min(max_new_tokens, RESERVE_CHUNK))  # before the fan-out: the copy is of the prompts' rows only
     if n > 1:  # fan each prompt's cache out to its n samples: never re-encode the prompt / prefix
         cache.batch_repeat_interleave(n)
@@ -229,6 +329,7 @@ def _loop(pol, prompts, prefixes, caps0, n, *, mode, temperature, top_p, max_tho
     # so the mask can be left out, which skips building a 4-D mask in every step
     no_pad = bool(mask.all())
     cache_kw = cache_keyword(pol.model)
+    kv = [None] * B
     while live:
         tok = sample_next(logits, temperature, top_p, greedy, generator).tolist()  # (B_live,)
         keep = []
@@ -266,11 +367,18 @@ def _loop(pol, prompts, prefixes, caps0, n, *, mode, temperature, top_p, max_tho
                 finish[r] = "budget"
                 continue
             keep.append(j)
+        if keep_kv and len(keep) < len(live):  # save the finished rows before the cache drops them
+            kept = set(keep)
+            for j, r in enumerate(live):
+                if j not in kept:
+                    q, start = seqs[owner[r]] + gen[r], width0 - len(seqs[owner[r]])
+                    kv[r] = _row_kv(cache, j, start, q[:width - start])
         if not keep:
             break
         live = [live[j] for j in keep]
         logits, pos, mask = _step(pol, cache, [tok[j] for j in keep], keep, pos, mask, no_pad, cache_kw)
-    return gen, finish, caps
+        width += 1
+    return gen, finish, caps, kv
 
 
 def _step(pol, cache, tok: list[int], keep: list[int], pos, mask, no_pad: bool, cache_kw: str):

@@ -9,7 +9,11 @@ Used by SRPO (reset step = the model's own localization) and Thought-ICS (``docs
   justified from the problem and the earlier steps; do not re-solve; commit to exactly one step and end
   with ``box(N)``. The ground truth is shown only at ICS level L1. Rollouts wrap it in the model's chat
   template when it has one (``RolloutConfig.loc_chat_template``).
-* Compact prompt (``fmt.compact_prompts``, the tiny character-level default, which is trained on it).
+* Compact prompt (``fmt.compact_prompts``, the tiny character-level default, which is trained on it):
+  the task's prompt and the chain exactly as the model wrote it (its thoughts joined by the delimiter),
+  then the question ``\nWrong. First wrong step?\n``. The prompt starts with the parent chain's own
+  token ids, so the rollouts reuse the parent's KV cache for it and only the question is prefilled
+  (``llm.decode``, ``kv_from``).
 
 Parsing (:func:`parse_localization`, the paper's rule): the last answer box if it holds an integer
 ``0 <= N <= n`` (0 means "no error"; it maps to step 1 unless ``allow_zero``), else the last
@@ -51,11 +55,10 @@ def localization_prompt(task, problem, thoughts: list[str], *, ground_truth: str
     if not thoughts:
         raise ValueError("thoughts: expected at least one thought to localize, got []")
     fmt: ThoughtFormat = task.fmt
-    steps = fmt.numbered(thoughts)
     if fmt.compact_prompts:
         gt = "" if ground_truth is None else f" ({ground_truth})"
-        return f"L:{problem.question}\n{steps}\nWrong{gt}. First wrong step?\n"
-    n = len(thoughts)
+        return f"{task.prompt(problem)}{fmt.delimiter.join(thoughts)}\nWrong{gt}. First wrong step?\n"
+    steps, n = fmt.numbered(thoughts), len(thoughts)
     gt = "" if ground_truth is None else f" The correct final answer is {ground_truth}."
     box = fmt.box("N")
     return (

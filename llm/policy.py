@@ -38,6 +38,9 @@ __all__ = ["Policy", "Sample", "FINISH", "FORMAT_FILE"]
 class Policy:
     """A causal LM + tokenizer + thought format on one device."""
 
+    kv_reuse = True
+    """the sampling calls take ``keep_kv`` / ``kv_from`` (``llm.decode``, KV reuse)"""
+
     def __init__(self, model, tokenizer, fmt: ThoughtFormat = DEFAULT_FORMAT, device="cpu"):
         if not isinstance(fmt, ThoughtFormat):
             raise TypeError(f"fmt: expected a ThoughtFormat, got {type(fmt).__name__}")
@@ -185,20 +188,21 @@ class Policy:
     def generate(self, prompts: list[str], *, n: int = 1, temperature=1.0, top_p=1.0, max_thoughts=20,
                  max_thought_tokens=256, max_new_tokens=None, greedy=False,
                  generator: torch.Generator | None = None, thought_cap: str = "keep",
-                 budget_scope: str = "response") -> list[list[Sample]]:
+                 budget_scope: str = "response", keep_kv: bool = False) -> list[list[Sample]]:
         """``n`` thought chains per prompt (one batched KV-cache decode loop); result[i][j] is sample j of
         prompt i. A chain stops at its answer, at ``max_thoughts`` thoughts, at the token budget
         (``max_new_tokens``, default ``max_thoughts * max_thought_tokens``, or the context end), or at EOS.
         A thought reaching ``max_thought_tokens`` without a delimiter is kept and generation goes on
         (``thought_cap="keep"``, the paper) or ends the chain (``"end"``). Budget stops are cut back to the
-        last complete thought (``llm.decode``)."""
+        last complete thought (``llm.decode``). ``keep_kv``: each sample carries its keys/values
+        (``Sample.kv``, for ``kv_from`` of a later call)."""
         rows = self._encode_prompts(prompts)
         if not rows:
             return []
         return _dec.decode(self, rows, [[] for _ in rows], n, mode="chain", temperature=temperature,
                            top_p=top_p, max_thoughts=max_thoughts, max_thought_tokens=max_thought_tokens,
                            max_new_tokens=max_new_tokens, greedy=greedy, generator=generator,
-                           thought_cap=thought_cap, budget_scope=budget_scope)
+                           thought_cap=thought_cap, budget_scope=budget_scope, keep_kv=keep_kv)
 
     def continue_from(self, prompt: str, prefix_ids: list[int], k: int, *, share_prefix: bool = True,
                       prefix_cap_ends: list[int] | None = None, **kw) -> list[Sample]:
@@ -223,11 +227,14 @@ class Policy:
                                           prefix_cap_ends=[caps] * k, **params)]
 
     def continue_many(self, prompts: list[str], prefixes: list[list[int]], k: int = 1, *,
-                      prefix_cap_ends: list[list[int]] | None = None, **kw) -> list[list[Sample]]:
+                      prefix_cap_ends: list[list[int]] | None = None, kv_from: list | None = None,
+                      **kw) -> list[list[Sample]]:
         """``k`` continuations of each ``(prompts[i], prefixes[i])`` in ONE batched decode loop:
         result[i][j] is continuation j of pair i. Each prompt + prefix is prefilled once and its cache
         fanned out to its ``k`` rows (as :meth:`continue_from`, which is this for one pair). Keywords as
-        in :meth:`continue_from` (``prefix_cap_ends``: one list per pair)."""
+        in :meth:`continue_from` (``prefix_cap_ends``: one list per pair). ``kv_from[i]``: the saved
+        keys/values of an earlier sample (``Sample.kv``, e.g. the parent chain's), reused for their common
+        token prefix with prompt + prefix ``i`` (``llm.decode.prefill_reusing``)."""
         if isinstance(prompts, str):
             raise TypeError("prompts: expected a list of str, got a str; wrap it in a list")
         if prefix_cap_ends is not None and len(prefix_cap_ends) != len(prefixes):
@@ -243,20 +250,22 @@ class Policy:
         pre = [self._check_ids([int(t) for t in q], f"prefixes[{j}]") for j, q in enumerate(prefixes)]
         for j, (p, q) in enumerate(zip(rows, pre)):
             self._check_len(len(p) + len(q), f"prompt + prefix {j}")
-        return _dec.decode(self, rows, pre, k, mode="chain", prefix_cap_ends=prefix_cap_ends,
+        return _dec.decode(self, rows, pre, k, mode="chain", prefix_cap_ends=prefix_cap_ends, kv_from=kv_from,
                            **_dec.chain_params(kw))
 
     def complete(self, prompts: list[str], *, temperature=0.3, max_new_tokens=64, greedy=False,
-                 generator=None, top_p: float = 1.0, stop_at_answer: bool = True) -> list[str]:
+                 generator=None, top_p: float = 1.0, stop_at_answer: bool = True,
+                 kv_from: list | None = None) -> list[str]:
         """Free-form completions (localization / verification calls): stop at EOS, at the first complete
         answer marker (unless ``stop_at_answer=False``: then only EOS or the budget), or after
-        ``max_new_tokens``; thought delimiters do not stop them."""
+        ``max_new_tokens``; thought delimiters do not stop them. ``kv_from`` as in :meth:`continue_many`
+        (a compact localization prompt starts with the parent chain's own tokens)."""
         rows = self._encode_prompts(prompts)
         if not rows:
             return []
         out = _dec.decode(self, rows, [[] for _ in rows], 1, mode="free", temperature=temperature, top_p=top_p,
                           max_thoughts=1, max_thought_tokens=max_new_tokens, max_new_tokens=max_new_tokens,
-                          greedy=greedy, generator=generator, stop_at_answer=stop_at_answer)
+                          greedy=greedy, generator=generator, stop_at_answer=stop_at_answer, kv_from=kv_from)
         return [s[0].text for s in out]
 
     def thought_ends(self, ids: list[int], *, exact: bool = False) -> list[int]:

@@ -39,7 +39,7 @@ from typing import Any, Callable
 import torch
 
 from .config_sections import METHODS, RolloutConfig
-from .decode import sampling_kwargs
+from .decode import common_prefix, sampling_kwargs
 from .localize import default_loc_tokens
 from .losses import group_advantages
 from .resets import Parent, ResetContext, ResetDistribution, reset_for
@@ -138,20 +138,41 @@ class _Sampler:
             self.per = [torch.Generator(device=dev).manual_seed(mix_seed(seed, 2, p)) for p in prompt_ids]
         self.tokens = 0  # all sampled tokens (fresh tries, parents, continuations, localization answers)
         self.fresh = 0   # fresh chains sampled
+        # KV reuse: the tries' keys/values per prompt index, for the continuations and localization calls
+        self.reuse = bool(getattr(cfg, "kv_reuse", False) and getattr(policy, "kv_reuse", False))
+        self.kv: dict[int, list] = {}
 
     def gen(self, i: int) -> torch.Generator:
         return self.shared if self.per is None else self.per[i]
 
-    def generate(self, prompts: list[str], which: list[int], n: int) -> list[list]:
-        """n fresh samples for each prompt ``which[j]`` (index into the step's prompts)."""
+    def generate(self, prompts: list[str], which: list[int], n: int, keep_kv: bool = False) -> list[list]:
+        """n fresh samples for each prompt ``which[j]`` (index into the step's prompts); ``keep_kv`` (with
+        ``reuse``): keep their keys/values for later calls on the same prompt (:meth:`kv_for`)."""
         if not which or n <= 0:
             return [[] for _ in which]
+        kw = dict(self.kw, keep_kv=True) if keep_kv and self.reuse else self.kw
         if self.per is None:
-            out = self.policy.generate([prompts[i] for i in which], n=n, generator=self.shared, **self.kw)
+            out = self.policy.generate([prompts[i] for i in which], n=n, generator=self.shared, **kw)
         else:
-            out = [self.policy.generate([prompts[i]], n=n, generator=self.per[i], **self.kw)[0] for i in which]
+            out = [self.policy.generate([prompts[i]], n=n, generator=self.per[i], **kw)[0] for i in which]
+        for i, row in zip(which, out):
+            for s in row:
+                if getattr(s, "kv", None) is not None:
+                    self.kv.setdefault(i, []).append(s.kv)
+                    s.kv = None
         self.tokens += sum(_n_generated(s) for row in out for s in row)
         self.fresh += sum(len(row) for row in out)
+        return out
+
+    def kv_for(self, ids: list[list[int]], which: list[int]) -> list | None:
+        """For each request (token ids ``ids[j]`` on prompt ``which[j]``) the kept keys/values of that
+        prompt's try with the longest common prefix (None where there is none); None without reuse."""
+        if not self.reuse or not self.kv:
+            return None
+        out = []
+        for q, i in zip(ids, which):
+            cands = self.kv.get(i, [])
+            out.append(max(cands, key=lambda kv: common_prefix(q, kv.ids)) if cands else None)
         return out
 
     def continue_from(self, prompt, i: int, prefix_ids: list[int], k: int, caps: list[int]) -> list:
@@ -169,18 +190,33 @@ class _Sampler:
         if not which:
             return []
         if self.per is None and hasattr(self.policy, "continue_many"):
+            kv = self.kv_for([self.policy.encode_prompt(prompts[i]) + list(q) for i, q in zip(which, prefixes)],
+                             which)
+            extra = {} if kv is None else {"kv_from": kv}
             out = self.policy.continue_many([prompts[i] for i in which], prefixes, k, generator=self.shared,
-                                            prefix_cap_ends=caps, **self.kw)
+                                            prefix_cap_ends=caps, **self.kw, **extra)
             self.tokens += sum(_n_generated(s) for row in out for s in row)
             return out
+        if self.reuse:  # per-prompt generators: one call per reset, still reusing the parent's keys/values
+            return [self.continue_one(prompts, i, q, c, k) for i, q, c in zip(which, prefixes, caps)]
         return [self.continue_from(prompts[i], i, q, k, c) for i, q, c in zip(which, prefixes, caps)]
+
+    def continue_one(self, prompts: list, i: int, prefix: list[int], caps: list[int], k: int) -> list:
+        kv = self.kv_for([self.policy.encode_prompt(prompts[i]) + list(prefix)], [i])
+        out = self.policy.continue_many([prompts[i]], [prefix], k, generator=self.gen(i), prefix_cap_ends=[caps],
+                                        kv_from=kv, **self.kw)[0]
+        self.tokens += sum(_n_generated(s) for s in out)
+        return out
 
     def complete(self, texts: list, which: list[int]) -> list[str]:
         kw = localization_kwargs(self.cfg, self.policy.fmt)
+        kv = self.kv_for([self.policy.encode_prompt(t) for t in texts], which) if self.reuse else None
         if self.per is None:
-            out = self.policy.complete(texts, generator=self.shared, **kw)
+            out = self.policy.complete(texts, generator=self.shared, **kw, **({} if kv is None else {"kv_from": kv}))
         else:
-            out = [self.policy.complete([t], generator=self.per[i], **kw)[0] for t, i in zip(texts, which)]
+            out = [self.policy.complete([t], generator=self.per[i], **kw,
+                                        **({} if kv is None else {"kv_from": [kv[j]]}))[0]
+                   for j, (t, i) in enumerate(zip(texts, which))]
         self.tokens += sum(len(self.policy.encode(t)) for t in out)
         return out
 
@@ -348,10 +384,10 @@ def _build_reset(policy, task, problems, cfg: RolloutConfig, seed, prompt_ids, a
 
     # 1) fresh tries: n_fresh + n_resets for every prompt at once, the rest of max_tries where parents lack
     first = n_fresh + n_par
-    tries = [score(i, row) for i, row in enumerate(S.generate(prompts, list(range(P)), first))]
+    tries = [score(i, row) for i, row in enumerate(S.generate(prompts, list(range(P)), first, keep_kv=True))]
     short = [i for i in range(P) if len(split_tries(tries[i], n_par, n_fresh, reset)[0]) < n_par]
     if short and cfg.max_tries > first:
-        for i, row in zip(short, S.generate(prompts, short, cfg.max_tries - first)):
+        for i, row in zip(short, S.generate(prompts, short, cfg.max_tries - first, keep_kv=True)):
             tries[i] += score(i, row)
     # 2) parents and the kept fresh chains
     parents_of, kept_of = zip(*(split_tries(tries[i], n_par, n_fresh, reset) for i in range(P))) if P else ((), ())

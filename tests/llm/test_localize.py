@@ -14,7 +14,10 @@ def test_prompt_contents_verbose_and_compact():
         p = task.make_problem([3, 5, 2], ["+", "-"])
         th = ["3+5=8", "8-2=7", fmt.box("7")]
         text = localization_prompt(task, p, th)
-        assert p.question in text and "Step 2: 8-2=7" in text and "Step 3:" in text
+        if fmt.compact_prompts:  # the chain as written (the parent's own tokens), not renumbered
+            assert p.question in text and "8-2=7;" in text and "Step" not in text
+        else:
+            assert p.question in text and "Step 2: 8-2=7" in text and "Step 3:" in text
         assert "6" not in text  # the ground truth is hidden by default
         assert "(6)" in localization_prompt(task, p, th, ground_truth="6") or "is 6." in \
             localization_prompt(task, p, th, ground_truth="6")
@@ -33,8 +36,13 @@ def test_verbose_prompt_asks_for_the_originating_step():
                    "exactly one step number, from 1 to 3", "stop at the first step you cannot justify",
                    r"end your reply with \boxed{n}", "not the answer to the problem", r"nothing after \boxed{n}"):
         assert phrase in low, phrase
-    compact = localization_prompt(get_task("arith", fmt=TINY_FORMAT), p, ["3+5=8", "8-2=7", "[7]"])
-    assert compact == f"L:{p.question}\nStep 1: 3+5=8\nStep 2: 8-2=7\nStep 3: [7]\nWrong. First wrong step?\n"
+    tiny_task = get_task("arith", fmt=TINY_FORMAT)
+    compact = localization_prompt(tiny_task, p, ["3+5=8", "8-2=7", "[7]"])
+    # the chain quoted as the model wrote it, after its own prompt: the parent's tokens are a prefix
+    assert compact == f"Q:{p.question}\n3+5=8;8-2=7;[7]\nWrong. First wrong step?\n"
+    assert compact.startswith(tiny_task.prompt(p) + "3+5=8;8-2=7;[7]")
+    assert localization_prompt(tiny_task, p, ["3+5=8", "8-2=7", "[7]"], ground_truth="6").endswith(
+        "\nWrong (6). First wrong step?\n")
     assert default_loc_tokens(DEFAULT_FORMAT) == 4096 and default_loc_tokens(TINY_FORMAT) == 96
 
 
