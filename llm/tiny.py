@@ -4,12 +4,13 @@ with ``tokenizers``, and a supervised warm start on the built-in arithmetic task
 
 * :func:`micro_policy`: random-init micro model, in-process, for tests (< 1 s).
 * :func:`ensure_tiny`: the shipped weights when their recipe equals :func:`recipe`, else a build into a
-  cache directory (deterministic from the seed, ~16 min on one thread) returned as an HF directory.
+  cache directory (deterministic from the seed, ~17-20 min on one thread) returned as an HF directory.
   ``python -m llm.tiny`` builds or loads it and prints its evaluation (:func:`evaluate_tiny`, the
   measurements in ``llm.tiny_eval``).
 
 The warm start mixes solution chains (``prompt -> t1;t2;...;[a]``), localization examples (a chain with
-one injected error -> a re-solve of each step ending in ``[k]``, :func:`localization_target`) and
+one injected error -> a check of each step, undoing its operation, up to the first that fails, ending in
+``[k]``, :func:`localization_target`) and
 verification examples (:func:`verification_target`); from ``own_at`` on, also localization and
 verification of the model's own sampled chains, labelled by the step checker. Measured numbers of the
 shipped build and of every recipe tried: README, "The tiny default: localizer and verifier". The
@@ -73,13 +74,12 @@ kind of example drawn with the weights ``mix``; at each step of ``own_at`` the m
 sampling settings), labelled by the step checker, and from then on batches are drawn with ``mix_own``,
 which adds localization (``loc_own``) and verification (``ver_own``) examples on those own chains.
 
-An optional key ``"items"`` (absent here: ``"resolve"``, the shipped recipe) picks what each item of a
-localization / verification reply says (:data:`ITEMS`): ``"resolve"`` re-solves the problem
-(:func:`_check_items`), ``"local"`` checks each thought against the chain's previous value,
-``"inverse"`` by undoing its operation on its written result (:func:`_local_items`);
+``"items"`` picks what each item of a localization / verification reply says (:data:`ITEMS`; absent:
+``"resolve"``, the v6 recipe): ``"resolve"`` re-solves the problem (:func:`_check_items`), ``"local"``
+checks each thought against the chain's previous value, ``"inverse"`` (v7, shipped: recipe E4 of
+``experiments/tiny_recipes.md``) by undoing its operation on its written result (:func:`_local_items`);
 ``"local_answer"`` is ``"local"`` plus the item :data:`MISSING_ANSWER` for a chain with no answer
-(:func:`verification_target`). It is left out of this dict unless it changes the recipe, so the recipe
-that :func:`recipe` pins (and the shipped weights' record) stays as built."""
+(:func:`verification_target`)."""
 
 def char_tokenizer():
     """Character-level HF tokenizer (printable ASCII + newline, ``<pad>``, ``<eos>``, ``<unk>``), built

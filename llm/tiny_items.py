@@ -1,8 +1,8 @@
 """The replies the tiny default learns for the localization and verification prompts (the reply
 targets of ``llm.tiny``'s warm start): one item per thought, then the boxed step or verdict.
 
-``TRAIN["items"]`` in ``llm.tiny`` picks the item kind (:data:`ITEMS`); ``"resolve"`` is the shipped
-recipe (v6). Part of the recipe that ``llm.tiny.recipe`` pins: a change here that alters a target means
+``TRAIN["items"]`` in ``llm.tiny`` picks the item kind (:data:`ITEMS`); ``"inverse"`` is the shipped
+recipe (v7; ``"resolve"`` was v6's). Part of the recipe that ``llm.tiny.recipe`` pins: a change here that alters a target means
 a rebuild. Measured numbers of every kind: ``experiments/tiny_recipes.md``.
 """
 from __future__ import annotations
