@@ -2,7 +2,7 @@
 
 All runs use the same problems (seeded test split) and the same chain budget. Each run is
 cached under ``--runs`` (``<label>.jsonl`` + ``<label>.summary.json``, written by
-``llm.ics.write_run``) and skipped on a re-run with the same config. Writes to ``--out``:
+``llm.ics.write_run``) and skipped on a re-run with the same config and model (its fingerprint). Writes to ``--out``:
 
 * ``ics_lift.{png,csv}`` - self-correction lift (share of initially wrong answers that end
   right) and net change of accuracy, for Thought-ICS and Thought-ICS-A, per run;
@@ -64,7 +64,10 @@ def main(argv=None) -> int:
     from llm.ics import (TINY_BUDGET, ICSConfig, format_summary, load_model_and_task, read_summary, run_ics,
                          run_label, summarize, write_run)
 
+    from llm.models import model_fingerprint
+
     policy, task = load_model_and_task(args.model, args.task, threads=args.threads)
+    fp = model_fingerprint(args.model)  # a cached run of another model (a rebuilt default) is redone
     problems = task.sample(n, args.seed, split="test")
     budget = prof.get("budget") or (TINY_BUDGET if policy.meta.get("task") else {})
     summaries, configs = {}, {}
@@ -72,7 +75,7 @@ def main(argv=None) -> int:
     for method, level, loc in prof["runs"]:
         cfg = ICSConfig(method=method, level=level, localizer=loc, max_iters=iters, seed=args.seed, **budget)
         label = run_label(cfg)
-        saved = None if args.force else read_summary(runs_dir, label, cfg, n)
+        saved = None if args.force else read_summary(runs_dir, label, cfg, n, model=fp)
         if saved is not None:
             summaries[label], configs[label] = saved["summary"], saved["config"]
             print(f"  {label}: cached", flush=True)
@@ -83,7 +86,7 @@ def main(argv=None) -> int:
         results = run_ics(policy, task, problems, cfg, generator=gen, progress=not args.no_progress)
         summaries[label] = summarize(results)
         configs[label] = asdict(cfg)
-        write_run(runs_dir, label, cfg, results, summaries[label])
+        write_run(runs_dir, label, cfg, results, summaries[label], model=fp)
         print(f"  {label}: {time.perf_counter() - t:.0f} s", flush=True)
     table = format_summary(summaries)
     print(table)

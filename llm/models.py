@@ -6,6 +6,7 @@ Whether a string is a path is decided by ``llm.hub.is_path_like``; nothing is do
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from .hub import is_path_like
 from .policy import Policy
 from .tiny import TINY, ensure_tiny
 
-__all__ = ["TINY", "resolve_model", "check_model_arg", "load_policy"]
+__all__ = ["TINY", "resolve_model", "check_model_arg", "load_policy", "model_fingerprint"]
 
 
 def resolve_model(name_or_dir: str | os.PathLike) -> str:
@@ -58,3 +59,21 @@ def load_policy(name_or_dir: str | os.PathLike, *, device="cpu", dtype=None, fmt
     """``Policy.from_pretrained(resolve_model(name_or_dir), ...)``: ``load_policy("tiny")`` is the offline
     default. ``dtype``: a torch dtype, a name or ``"auto"`` (``llm.hub.resolve_dtype``)."""
     return Policy.from_pretrained(resolve_model(name_or_dir), device=device, dtype=dtype, fmt=fmt)
+
+
+def model_fingerprint(name_or_dir: str | os.PathLike) -> str:
+    """What a cached result was computed with: sha256 (16 hex digits) of the resolved model directory's
+    ``config.json`` and weight files (``*.safetensors``, ``*.bin``), or the hub name itself when it is
+    not a local directory. Experiments store it with a finished run and redo the run when it differs (a
+    rebuilt tiny default, new weights in the same directory)."""
+    path = Path(resolve_model(name_or_dir))
+    if not path.is_dir():
+        return str(name_or_dir)
+    h = hashlib.sha256()
+    for f in sorted([path / "config.json"] + list(path.glob("*.safetensors")) + list(path.glob("*.bin"))):
+        if f.is_file():
+            h.update(f.name.encode())
+            with f.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]

@@ -2,6 +2,7 @@
 gradient projections against backward passes, stage 1's reading of the tries against the training code,
 the contrasts and the verdict rules."""
 import dataclasses
+import json
 import math
 import sys
 from pathlib import Path
@@ -267,3 +268,24 @@ def test_run_seconds_survive_reuse(tmp_path):
     (stage2.run_dir(tmp_path, 3, "rrpo", 0) / "DONE").write_text("ok\n")
     assert stage2.run_seconds(plan, tmp_path) == {"runs_wall": 12.5, "runs_recorded": 1, "unrecorded": 1}
     assert stage2.run_one(plan, tmp_path, 3, "grpo", 0) == ("L3/grpo_s0", 0, 0.0)  # reused, not rerun
+
+
+def test_a_run_trained_on_another_model_is_redone(tmp_path, monkeypatch):
+    """A DONE marker records the model's fingerprint; a run of another model (a rebuilt tiny default) is
+    removed, checkpoints and all, and trained again; a run of this model is reused."""
+    from dial import stage2
+
+    plan = stage2.Plan(model="tiny", lengths=[3], seeds=[0], steps=1, prompts_per_step=1, eval_size=1,
+                       eval_every=1, arms=("grpo",))
+    out = stage2.run_dir(tmp_path, 3, "grpo", 0)
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "old").write_text("x")
+    (out / "DONE").write_text('{"seconds": 3.0, "model": "old-model"}\n')
+    ran = []
+    monkeypatch.setattr(stage2.subprocess, "call", lambda cmd, **kw: ran.append(cmd) or 0)
+    name, rc, _ = stage2.run_one(plan, tmp_path, 3, "grpo", 0, model_fp="new-model")
+    assert (name, rc) == ("L3/grpo_s0", 0)
+    assert len(ran) == 1 and "--resume" not in ran[0] and not (out / "checkpoints").exists()
+    assert json.loads((out / "DONE").read_text())["model"] == "new-model"
+    assert stage2.run_one(plan, tmp_path, 3, "grpo", 0, model_fp="new-model") == ("L3/grpo_s0", 0, 0.0)
+    assert len(ran) == 1  # reused

@@ -11,6 +11,7 @@ computed once here with the trainer's own function (``llm.metrics.evaluate``).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -74,9 +75,24 @@ def train_command(plan: Plan, L: int, arm: str, seed: int, out: Path) -> list[st
     return cmd
 
 
-def run_one(plan: Plan, runs: Path, L: int, arm: str, seed: int, force: bool = False) -> tuple[str, int, float]:
+def _done_model(out: Path) -> str | None:
+    """The model fingerprint a finished run recorded in its ``DONE`` marker (None: no marker, or one
+    written before markers held it)."""
+    try:
+        return json.loads((out / "DONE").read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def run_one(plan: Plan, runs: Path, L: int, arm: str, seed: int, force: bool = False,
+            model_fp: str | None = None) -> tuple[str, int, float]:
+    """One training run; a finished run is reused unless ``force`` or it was trained on another model
+    (``model_fp``, ``llm.models.model_fingerprint``: then its directory, checkpoints included, is
+    removed and the run starts over)."""
     out = run_dir(runs, L, arm, seed)
     name = f"L{L}/{arm}_s{seed}"
+    if model_fp is not None and out.exists() and _done_model(out) != model_fp and (out / "DONE").exists():
+        shutil.rmtree(out)  # trained on another model: nothing of it may be reused or resumed
     if (out / "DONE").exists() and not force:
         return name, 0, 0.0
     out.mkdir(parents=True, exist_ok=True)
@@ -93,7 +109,7 @@ def run_one(plan: Plan, runs: Path, L: int, arm: str, seed: int, force: bool = F
             rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     wall = time.perf_counter() - t
     if rc == 0:  # the marker keeps the run's wall time, so that a later call reusing the run still reports it
-        (out / "DONE").write_text(json.dumps({"seconds": wall}) + "\n")
+        (out / "DONE").write_text(json.dumps({"seconds": wall, "model": model_fp}) + "\n")
     return name, rc, wall
 
 
@@ -121,13 +137,15 @@ def _progress(plan: Plan, runs: Path, stop: threading.Event, every: float, log) 
 
 def run_all(plan: Plan, runs: Path, force: bool = False, progress_every: float = 60.0, log=print) -> list[str]:
     """Every run of the plan, ``plan.jobs`` at a time; returns the names of failed runs."""
-    failed = []
+    from llm.models import model_fingerprint
+
+    failed, fp = [], model_fingerprint(plan.model)
     stop = threading.Event()
     th = threading.Thread(target=_progress, args=(plan, runs, stop, progress_every, log), daemon=True)
     th.start()
     try:
         with ThreadPoolExecutor(max_workers=1 if plan.inprocess else max(1, plan.jobs)) as ex:
-            for name, rc, secs in ex.map(lambda j: run_one(plan, runs, *j, force=force), plan.jobs_list()):
+            for name, rc, secs in ex.map(lambda j: run_one(plan, runs, *j, force=force, model_fp=fp), plan.jobs_list()):
                 if rc:
                     failed.append(name)
                     log(f"    {name}: FAILED rc={rc} (see its train.log)")

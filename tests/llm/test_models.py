@@ -39,3 +39,29 @@ def test_task_settings_and_get_task(micro, tmp_path):
     d = micro.save_pretrained(tmp_path / "m", task={"name": "arith", "max_terms": 6})
     pol = load_policy(str(d))
     assert pol.get_task("arith").max_terms == 6 and pol.get_task().max_terms == 6
+
+
+def test_model_fingerprint_follows_the_weights(micro, tmp_path):
+    """Same files -> same fingerprint; other weights in the same directory -> another; a hub name is
+    its own fingerprint (``llm.models.model_fingerprint``)."""
+    from llm.models import model_fingerprint
+
+    micro.save_pretrained(tmp_path / "m")
+    fp = model_fingerprint(tmp_path / "m")
+    assert len(fp) == 16 and model_fingerprint(str(tmp_path / "m")) == fp
+    with torch.no_grad():
+        next(micro.model.parameters()).add_(1e-3)
+    micro.save_pretrained(tmp_path / "m")
+    assert model_fingerprint(tmp_path / "m") != fp
+    assert model_fingerprint("org/some-model") == "org/some-model"
+
+
+def test_cached_ics_runs_are_keyed_by_model(tmp_path):
+    from llm.ics import ICSConfig, read_summary, write_run
+
+    cfg = ICSConfig()
+    summary = {"n": 0}
+    write_run(tmp_path, "run", cfg, [], summary, model="aaa")
+    assert read_summary(tmp_path, "run", cfg, 0, model="aaa")["model"] == "aaa"
+    assert read_summary(tmp_path, "run", cfg, 0, model="bbb") is None  # another model: redo
+    assert read_summary(tmp_path, "run", cfg, 0) is not None           # no model given: config only
