@@ -14,7 +14,9 @@ those modules and apply as usual.
 
 Used by ``llm.decode`` whenever :func:`lean_step` returns a function: a plain ``LlamaForCausalLM``
 (under DDP / a LoRA peft wrapper) with SDPA attention; anything else (other architectures, other
-attention implementations, prompt-learning adapters) takes the model's own ``forward``.
+attention implementations, prompt-learning adapters) takes the model's own ``forward``. The classes are
+matched by exact name, so subclasses take ``forward`` too, among them FSDP2's (``fully_shard`` makes
+``FSDPLlamaDecoderLayer``, whose parameters are gathered by hooks on the layer's own ``forward``).
 """
 from __future__ import annotations
 

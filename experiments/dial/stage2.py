@@ -129,9 +129,10 @@ def run_seconds(plan: Plan, runs: Path) -> dict:
     return {"runs_wall": total, "runs_recorded": n, "unrecorded": unrecorded}
 
 
-def _progress(plan: Plan, runs: Path, stop: threading.Event, every: float, log) -> None:
+def _progress(plan: Plan, runs: Path, stop: threading.Event, every: float, log, model_fp: str | None = None) -> None:
     while not stop.wait(every):
-        done = sum((run_dir(runs, *j) / "DONE").exists() for j in plan.jobs_list())
+        done = sum((run_dir(runs, *j) / "DONE").exists() and (model_fp is None or _done_model(run_dir(runs, *j))
+                                                              == model_fp) for j in plan.jobs_list())
         log(f"    stage 2 progress: {done}/{len(plan.jobs_list())} runs done")
 
 
@@ -141,7 +142,7 @@ def run_all(plan: Plan, runs: Path, force: bool = False, progress_every: float =
 
     failed, fp = [], model_fingerprint(plan.model)
     stop = threading.Event()
-    th = threading.Thread(target=_progress, args=(plan, runs, stop, progress_every, log), daemon=True)
+    th = threading.Thread(target=_progress, args=(plan, runs, stop, progress_every, log, fp), daemon=True)
     th.start()
     try:
         with ThreadPoolExecutor(max_workers=1 if plan.inprocess else max(1, plan.jobs)) as ex:
