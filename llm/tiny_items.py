@@ -113,7 +113,8 @@ def localization_target(task: ArithTask, problem, chain: list[str], step: int, i
     last boxed integer, so the reply follows the localization contract. ``items="local"``: each item
     is instead the local check of :func:`_local_items` (``"3+5=8,8-2=6[2]"``: the left operand is the
     chain's previous value, so one slip of the reply does not carry to the next item); ``"inverse"``:
-    the operation undone on the thought's written result (``"3+5=8,6+2=8[2]"`` for ``8-2=6``)."""
+    the operation undone on the thought's written result (``"8-5=3,7+2=9[2]"`` over the same chain:
+    ``8-2=7`` undone gives 9, not the 8 it started from)."""
     return ",".join(_items(task, problem, chain[:step], items)) + task.fmt.box(str(step))
 
 
