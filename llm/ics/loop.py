@@ -22,12 +22,24 @@ def _chunks(xs: list, k: int):
         yield xs[i:i + k]
 
 
-def _complete(policy, prompts: list[str], cfg: ICSConfig, gen) -> list[str]:
-    out: list[str] = []
-    for chunk in _chunks(prompts, cfg.batch_size):
-        out += policy.complete(chunk, temperature=cfg.temperature_judge,
+def _fits(policy, prompt) -> bool:
+    """Whether a judge prompt leaves room for a reply in the model's context (no limit known: yes)."""
+    max_len = getattr(policy, "max_len", None)
+    return max_len is None or not hasattr(policy, "encode_prompt") or len(policy.encode_prompt(prompt)) < max_len
+
+
+def _complete(policy, prompts: list[str], cfg: ICSConfig, gen) -> tuple[list[str], list[bool]]:
+    """The judge's replies, and which prompts overflowed the context: those (a long chain quoted in full)
+    are not sent and get an empty reply, which reads as an unparseable verdict (counted as "needs
+    correction") or the localizer's fallback, as SRPO's localization call does."""
+    fits = [_fits(policy, p) for p in prompts]
+    sent = [p for p, ok in zip(prompts, fits) if ok]
+    got: list[str] = []
+    for chunk in _chunks(sent, cfg.batch_size):
+        got += policy.complete(chunk, temperature=cfg.temperature_judge,
                                max_new_tokens=cfg.judge_max_new_tokens, generator=gen)
-    return out
+    replies = iter(got)
+    return [next(replies) if ok else "" for ok in fits], [not ok for ok in fits]
 
 
 def _generate(policy, prompts: list[str], cfg: ICSConfig, gen, temperature) -> list:
@@ -51,14 +63,15 @@ def verify(policy, task, states: list[State], cfg: ICSConfig, gen, it: int) -> l
     k = cfg.verify_votes
     prompts = [B.verification_prompt(task, s.problem, s.sample.thoughts, s.sample.answer)
                for s in states for _ in range(k)]
-    texts = _complete(policy, prompts, cfg, gen)
+    texts, over = _complete(policy, prompts, cfg, gen)
     rounds = []
     for i, s in enumerate(states):
         t = texts[i * k:(i + 1) * k]
         votes = [B.parse_verdict(x, task.fmt) for x in t]
         rounds.append(Round(iteration=it, verified=B.majority_verified(votes), verdicts=t,
                             votes_yes=sum(v is True for v in votes),
-                            votes_unparseable=sum(v is None for v in votes)))
+                            votes_unparseable=sum(v is None for v in votes),
+                            judge_overflow=sum(over[i * k:(i + 1) * k])))
     return rounds
 
 
@@ -72,7 +85,10 @@ def localize(policy, task, states: list[State], rounds: list[Round], cfg: ICSCon
         p = loc.request(task, s)
         if p is not None:
             calls.append((i, p))
-    texts = dict(zip([i for i, _ in calls], _complete(policy, [p for _, p in calls], cfg, gen)))
+    replies, over = _complete(policy, [p for _, p in calls], cfg, gen)
+    texts = dict(zip([i for i, _ in calls], replies))
+    for (i, _), o in zip(calls, over):
+        rounds[i].judge_overflow += int(o)
     cuts = []
     for i, (s, r) in enumerate(zip(states, rounds)):
         r.loc_text = texts.get(i)

@@ -84,7 +84,8 @@ def summarize(results: Sequence[ProblemResult]) -> dict[str, Any]:
         localization_fallback=sources.get("fallback", 0),
         localization_empty=sources.get("empty", 0),
         quote_fuzzy=sources.get("quote_fuzzy", 0),
-        oracle_none=sources.get("oracle_none", 0))
+        oracle_none=sources.get("oracle_none", 0),
+        judge_overflow=sum(getattr(rd, "judge_overflow", 0) for rd in rounds))
     out["verdict_calls"] = sum(len(rd.verdicts) for rd in rounds)
     out["chains"] = sum(len(r.attempts) for r in results)
     out["judge_calls"] = out["verdict_calls"] + sum(rd.loc_text is not None for rd in rounds)

@@ -32,6 +32,9 @@ class Round:
     """L3: the raw verdict completions; empty at L1/L2 (the reward is the verifier)."""
     votes_yes: int = 0
     votes_unparseable: int = 0
+    judge_overflow: int = 0
+    """Judge prompts of this round (verdicts, the localization call) too long for the model's context:
+    not sent, their reply empty (an unparseable verdict; the localizer's fallback)."""
     loc_text: str | None = None
     """Raw localizer (or Self-Refine feedback) completion; None when no call was made."""
     loc_index: int | None = None

@@ -186,6 +186,21 @@ def test_l3_majority_vote_and_unparseable_verdicts():
     assert s["judge_calls"] == 7  # 6 verdicts + 1 localization
 
 
+def test_judge_prompts_too_long_for_the_context_are_not_sent_and_counted():
+    """A verification or localization prompt that leaves no room in the context (a long chain quoted in
+    full) is not sent: its empty reply is an unparseable verdict (needs correction) or the localizer's
+    fallback (step 1), and ``judge_overflow`` counts it; the run goes on."""
+    pol = ScriptedPolicy(DEFAULT_FORMAT, {PROMPT: [WRONG2, RIGHT]}, judge=lambda p: box("YES"))
+    pol.encode_prompt, pol.max_len = pol.encode, len(PROMPT) + 20  # the chains fit, the judge prompts do not
+    (r,) = run_ics(pol, TASK, [P], ICSConfig(level="L3", verify_votes=3, max_iters=1), generator=object())
+    assert not pol.of("complete")  # nothing sent
+    first = r.rounds[0]
+    assert (first.votes_unparseable, first.verified, first.verdicts) == (3, False, ["", "", ""])
+    assert first.loc_source == "fallback" and first.judge_overflow == 4  # 3 verdicts + the localization
+    s = summarize([r])
+    assert s["fallbacks"]["judge_overflow"] == sum(x.judge_overflow for x in r.rounds) >= 4
+
+
 def test_localization_fallback_resets_to_step_one_and_is_counted():
     pol, (r,) = run({PROMPT: [WRONG2, RIGHT]}, judge=lambda p: "no idea")
     assert pol.of("continue")[0][2] == "" and r.rounds[0].loc_source == "fallback"
