@@ -16,7 +16,8 @@ pieces, pad / EOS ids, format, context length and device; none of them imports t
   verbatim, costs the tokens it adds, not its length). Exact up to float rounding: the reused keys/values
   are the ones the model computed for those very tokens (same positions).
 * Each decode step of a Llama model runs through :func:`llm.lean_step.lean_step` (its modules without the
-  model-level call: the same logits, ~0.5 ms less per step on a CPU); other models through ``forward``.
+  model-level call, or for a plain model their aten calls: the same logits, ~0.5-0.8 ms less per step on
+  a CPU); other models through ``forward``.
 * The per-thought cap and the budget follow the paper by default ("Credit Assignment with Resets in LM
   Reasoning", whose generator samples one thought per call with ``max_tokens_per_thought``):
   ``thought_cap="keep"``: a thought that reaches ``max_thought_tokens`` without a delimiter is kept as
@@ -321,6 +322,7 @@ def _loop(pol, prompts, prefixes, caps0, n, *, mode, temperature, top_p, max_tho
     # so the mask can be left out, which skips building a 4-D mask in every step
     no_pad = bool(mask.all())
     cache_kw = cache_keyword(pol.model)
+    lean = lean_step(pol.model)  # asked once per loop (llm.lean_step: a plain model's step reads its modules now)
     kv = [None] * B
     while live:
         tok = sample_next(logits, temperature, top_p, greedy, generator).tolist()  # (B_live,)
@@ -368,15 +370,16 @@ def _loop(pol, prompts, prefixes, caps0, n, *, mode, temperature, top_p, max_tho
         if not keep:
             break
         live = [live[j] for j in keep]
-        logits, pos, mask = _step(pol, cache, [tok[j] for j in keep], keep, pos, mask, no_pad, cache_kw)
+        logits, pos, mask = _step(pol, cache, [tok[j] for j in keep], keep, pos, mask, no_pad, cache_kw, lean)
         width += 1
     return gen, finish, caps, kv
 
 
-def _step(pol, cache, tok: list[int], keep: list[int], pos, mask, no_pad: bool, cache_kw: str):
+def _step(pol, cache, tok: list[int], keep: list[int], pos, mask, no_pad: bool, cache_kw: str, lean=None):
     """One decode step of the rows still live: drop the finished rows from the cache, positions and mask
-    (``keep``: the batch rows that go on), then run their sampled tokens ``tok`` through the model.
-    Returns the next logits ``(B_live, V)``, positions and mask."""
+    (``keep``: the batch rows that go on), then run their sampled tokens ``tok`` through the model
+    (``lean``: :func:`llm.lean_step.lean_step` of it, else its ``forward``). Returns the next logits
+    ``(B_live, V)``, positions and mask."""
     if len(keep) < pos.shape[0]:
         idx = torch.tensor(keep, device=pol.device)
         cache.batch_select_indices(idx)
@@ -386,8 +389,7 @@ def _step(pol, cache, tok: list[int], keep: list[int], pos, mask, no_pad: bool, 
     if not no_pad:
         mask = torch.cat([mask, mask.new_ones((len(tok), 1))], dim=1)  # (B_live, L + t)
     step_ids = torch.tensor(tok, device=pol.device).unsqueeze(1)    # (B_live, 1)
-    lean = lean_step(pol.model)
-    if lean is not None:  # the same modules without the model-level call (llm.lean_step)
+    if lean is not None:  # the same computation without the model-level call (llm.lean_step)
         return lean(step_ids, pos.unsqueeze(1), None if no_pad else mask, cache), pos + 1, mask
     out = pol.model(input_ids=step_ids, attention_mask=None if no_pad else mask,
                     position_ids=pos.unsqueeze(1), use_cache=True, **{cache_kw: cache})

@@ -1,5 +1,7 @@
 """``llm.lean_step``: the lean decode step gives the model-level call's logits bit for bit (padding mask
-or none, grouped-query attention, both cache kinds, a LoRA adapter) and is used only where it applies."""
+or none, grouped-query attention, both cache kinds, a LoRA adapter, biases, bfloat16), through the plain
+models' functional step where it applies and through the modules elsewhere, and is used only where it
+applies."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +9,7 @@ import torch
 
 from llm.decode import cache_keyword, prefill
 from llm.kv_cache import reserve
-from llm.lean_step import lean_step
+from llm.lean_step import _module_step, functional_step, lean_step
 from llm.policy import Policy
 from llm.thoughts import TINY_FORMAT
 from llm.tiny import build_llama, char_tokenizer
@@ -20,9 +22,10 @@ def _policy(**arch) -> Policy:
     return Policy(build_llama(tok, 0, **arch), tok, TINY_FORMAT)
 
 
-def _both(pol, seqs, steps=4):
-    """Logits of ``steps`` decode steps through ``model(...)`` and through the lean step, each on its own cache."""
-    lean = lean_step(pol.model)
+def _both(pol, seqs, steps=4, lean=None):
+    """Logits of ``steps`` decode steps through ``model(...)`` and through the lean step (``lean``, default
+    :func:`lean_step`), each on its own cache."""
+    lean = lean or lean_step(pol.model)
     assert lean is not None
     out = []
     with torch.inference_mode():
@@ -51,11 +54,53 @@ def _both(pol, seqs, steps=4):
                                                                      "num_key_value_heads": 2}])
 @pytest.mark.parametrize("padded", [True, False])
 def test_lean_step_is_the_model_call_bit_for_bit(arch, padded):
-    """Default heads, grouped-query attention, and heads of 64 (``llm.kv_cache.BufferLayer``)."""
+    """Default heads, grouped-query attention, and heads of 64 (``llm.kv_cache.BufferLayer``); the functional
+    step where it applies (not grouped-query attention) and the module step always."""
     pol = _policy(**arch)
     seqs = [[5, 6, 7, 8, 9], [10, 11, 12] if padded else [10, 11, 12, 13, 14], [7] * (2 if padded else 5)]
     ref, got = _both(pol, seqs)
     assert torch.equal(ref, got)
+    assert (functional_step(pol.model) is None) == (arch.get("num_key_value_heads", 4) != arch.get(
+        "num_attention_heads", 4))
+    ref, got = _both(pol, seqs, lean=_module_step(pol.model))
+    assert torch.equal(ref, got)
+
+
+@pytest.mark.parametrize("arch", [{"attention_bias": True, "mlp_bias": True}, {"dtype": torch.bfloat16}],
+                         ids=["bias", "bf16"])
+def test_functional_step_with_biases_and_bfloat16(arch):
+    """Biased projections and a bfloat16 model (the norms' float32 round trip) give the model call's bits."""
+    dtype = arch.pop("dtype", None)
+    pol = _policy(**arch)
+    if dtype is not None:
+        pol.model.to(dtype)
+    assert functional_step(pol.model) is not None
+    ref, got = _both(pol, [[5, 6, 7, 8], [9, 10]])
+    assert torch.equal(ref, got)
+
+
+def test_functional_step_only_for_plain_models():
+    """A hook on any module it would skip, a LoRA adapter or a global hook: the module step (which runs the
+    hooks / adapters) instead; the functional step reads the modules when asked, so a hook added later
+    is seen by the next call."""
+    from peft import LoraConfig, get_peft_model
+
+    pol = _policy()
+    assert functional_step(pol.model) is not None
+    calls = []
+    h = pol.model.model.layers[1].mlp.register_forward_hook(lambda m, a, out: calls.append(1))
+    assert functional_step(pol.model) is None and lean_step(pol.model) is _module_step(pol.model)
+    _both(pol, [[5, 6, 7]], steps=2)
+    assert calls  # the module step ran the hook
+    h.remove()
+    assert functional_step(pol.model) is not None
+    g = torch.nn.modules.module.register_module_forward_pre_hook(lambda m, a: None)
+    try:
+        assert functional_step(pol.model) is None
+    finally:
+        g.remove()
+    lora = get_peft_model(_policy().model, LoraConfig(r=4, target_modules=["q_proj"]))
+    assert functional_step(lora) is None and lean_step(lora) is not None
 
 
 def test_lean_step_under_a_lora_adapter():
@@ -76,7 +121,7 @@ def test_lean_step_only_where_it_applies():
     eager.config._attn_implementation = "eager"
     assert lean_step(eager) is None
     pol = _policy()
-    assert lean_step(pol.model) is lean_step(pol.model)  # remembered per model
+    assert _module_step(pol.model) is _module_step(pol.model)  # remembered per model
 
 
 def test_decode_uses_it_and_samples_as_before(monkeypatch):
