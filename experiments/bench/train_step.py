@@ -11,8 +11,12 @@ its generation stops at EOS or the answer's closing marker (ours stops at the an
 its step is timed by a callback from ``on_step_begin`` to ``on_step_end`` (generation, scoring, loss,
 backward, optimizer). Ours: ``build_rollouts`` + ``Trainer.update``.
 
-Runs are interleaved in rounds (TRL, our GRPO, our SRPO, our RRPO), each round from freshly loaded tiny weights;
-the first step of each contender in a round is a warm-up and is not counted. Medians over the rest.
+Runs are interleaved in rounds (TRL, then our GRPO, SRPO and RRPO), each round from freshly loaded tiny weights;
+the first step of each contender in a round is a warm-up and is not counted. Medians over the rest. Within a
+round our three contenders alternate step by step (GRPO step s, SRPO step s, RRPO step s, then s + 1) on the
+same problems, so each SRPO (RRPO) step has a GRPO step of the same work next to it in time: the script also
+reports the median of these paired ratios with a bootstrap 95% interval (the machine's drift over a round
+cancels in a pair; a single ratio of medians does not show how far it can move from run to run).
 
     python experiments/bench/train_step.py                  # 32 x 8, 40 tokens, 3 rounds x 3 steps
     python experiments/bench/train_step.py --rounds 1 --steps 2 --prompts 8   # quick look
@@ -44,23 +48,39 @@ def our_cfg(method: str, a, out: str):
                        "--progress", "false", "--out_dir", out, "--steps", str(a.steps), "--seed", str(a.seed)])
 
 
-def run_ours(method: str, a, round_: int) -> list[dict]:
+def run_ours(methods: list[str], a, round_: int) -> dict[str, list[dict]]:
+    """One round of our contenders, each from freshly loaded weights, alternating step by step."""
     with tempfile.TemporaryDirectory() as d:
-        tr = Trainer(our_cfg(method, a, d))
-        rows = []
+        trainers = {m: Trainer(our_cfg(m, a, str(Path(d) / m))) for m in methods}
+        rows: dict[str, list[dict]] = {m: [] for m in methods}
         for s in range(1, a.steps + 1):
-            probs, pos = step_problems(tr.train_set, s + 100 * round_, a.prompts, a.seed)
-            t0 = time.perf_counter()
-            rb = build_rollouts(tr.policy, tr.task, probs, tr.cfg.rollout, seed=mix_seed(a.seed, s, round_),
-                                prompt_ids=pos)
-            t1 = time.perf_counter()
-            tr.update(rb)
-            t2 = time.perf_counter()
-            rows.append(dict(step=s, seconds=t2 - t0, gen_s=t1 - t0, update_s=t2 - t1,
-                             tokens_generated=int(rb.stats["tokens_generated"]),
-                             tokens_trained=int(sum(len(x.response_ids) - x.prefix_len for x in rb.samples)),
-                             reward=float(rb.rewards.mean())))
+            for m, tr in trainers.items():
+                probs, pos = step_problems(tr.train_set, s + 100 * round_, a.prompts, a.seed)
+                t0 = time.perf_counter()
+                rb = build_rollouts(tr.policy, tr.task, probs, tr.cfg.rollout, seed=mix_seed(a.seed, s, round_),
+                                    prompt_ids=pos)
+                t1 = time.perf_counter()
+                tr.update(rb)
+                t2 = time.perf_counter()
+                rows[m].append(dict(step=s, seconds=t2 - t0, gen_s=t1 - t0, update_s=t2 - t1,
+                                    tokens_generated=int(rb.stats["tokens_generated"]),
+                                    tokens_trained=int(sum(len(x.response_ids) - x.prefix_len for x in rb.samples)),
+                                    reward=float(rb.rewards.mean())))
         return rows
+
+
+def paired_ratios(raw: dict[str, list[dict]], num: str, den: str = "ours_grpo", seed: int = 0) -> dict:
+    """``num``'s timed steps over ``den``'s of the same round and step: every ratio, their median and a
+    percentile-bootstrap 95% interval of the median (10,000 resamples of the pairs)."""
+    import numpy as np
+
+    base = {(r["round"], r["step"]): r["seconds"] for r in raw[den] if r["step"] > 1}
+    ratios = [r["seconds"] / base[(r["round"], r["step"])] for r in raw[num]
+              if r["step"] > 1 and (r["round"], r["step"]) in base]
+    x = np.asarray(ratios)
+    boot = np.median(x[np.random.default_rng(seed).integers(0, len(x), (10_000, len(x)))], axis=1)
+    return {"ratios": ratios, "median": float(np.median(x)), "ci95": [float(np.quantile(boot, 0.025)),
+                                                                        float(np.quantile(boot, 0.975))]}
 
 
 def run_trl(a, round_: int) -> list[dict]:
@@ -134,9 +154,8 @@ def main(argv=None):
     for r in range(a.rounds):
         if not a.skip_trl:
             raw["trl_grpo"] += [{**x, "round": r} for x in run_trl(a, r)]
-        raw["ours_grpo"] += [{**x, "round": r} for x in run_ours("grpo", a, r)]
-        raw["ours_srpo"] += [{**x, "round": r} for x in run_ours("srpo", a, r)]
-        raw["ours_rrpo"] += [{**x, "round": r} for x in run_ours("rrpo", a, r)]
+        for m, rows in run_ours(["grpo", "srpo", "rrpo"], a, r).items():
+            raw[f"ours_{m}"] += [{**x, "round": r} for x in rows]
         print(f"round {r}: " + ", ".join(f"{k} {statistics.median(x['seconds'] for x in v if x['round'] == r):.3f} s"
                                         for k, v in raw.items() if v), flush=True)
     summ = {k: summarise(v) for k, v in raw.items() if v}
@@ -153,9 +172,14 @@ def main(argv=None):
     for k, v in ratios.items():
         if v is not None:
             print(f"{k}: {v:.2f}")
+    paired = {f"{m} / ours_grpo": paired_ratios(raw, m) for m in ("ours_srpo", "ours_rrpo")} \
+        if a.steps > 1 else {}
+    for k, v in paired.items():
+        print(f"{k}, paired by round and step: median {v['median']:.2f}, 95% CI [{v['ci95'][0]:.2f}, "
+              f"{v['ci95'][1]:.2f}] over {len(v['ratios'])} pairs")
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"config": vars(a), "summary": summ, "ratios": ratios, "raw": raw,
+    out.write_text(json.dumps({"config": vars(a), "summary": summ, "ratios": ratios, "paired": paired, "raw": raw,
                                "torch": torch.__version__}, indent=1))
     print(f"wrote {out}")
 
