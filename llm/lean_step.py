@@ -86,6 +86,7 @@ def functional_step(model: torch.nn.Module) -> Callable | None:
     quantized layer), another norm or MLP class, a non-default rotary embedding, grouped-query attention,
     a forward hook on any module it would skip, or a global module hook."""
     from torch.nn.modules import module as _mod
+    from transformers.models.llama.modeling_llama import rotate_half  # the helper the attention module uses
 
     found = _supported(model)
     if found is None or _mod._global_forward_hooks or _mod._global_forward_pre_hooks:
@@ -120,10 +121,6 @@ def functional_step(model: torch.nn.Module) -> Callable | None:
         x = h.to(torch.float32)
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
         return w * x.to(dtype)
-
-    def rotate_half(x):
-        d = x.shape[-1] // 2
-        return torch.cat((-x[..., d:], x[..., :d]), dim=-1)
 
     def fn(ids: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor | None, cache) -> torch.Tensor:
         h = embed(ids)                                                      # (B, 1, H)
